@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# dm-replication: out-of-tree build, checks, tests and demo.
+#
+#   make                  build dm-replication.ko for KVER (see below)
+#   make KVER=6.1.0-56-amd64   build against another installed kernel
+#   make KDIR=/path/to/tree    build against a configured kernel tree
+#   make check            checkpatch, sparse, W=1 builds, KUnit, VM tests
+#   make demo             the replication story, in a VM
+#   make modules_install  install into /lib/modules/$(KVER)
+#   make clean
+#
+# KVER defaults to the running kernel when its headers are installed, else to
+# the newest installed Debian 6.12 kernel.  Each kernel gets its own build
+# folder, build/$(KVER)/, so builds for several kernels do not clash.
+
+REPO := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+SOURCES := dm-replication.c dm-replication-cow.c dm-replication-commit.c \
+	   dm-replication.h Kbuild
+HEADERS_ONLY := $(wildcard $(REPO)/dm-replication-*.h)
+
+ifeq ($(KVER),)
+ifneq ($(KDIR),)
+KVER := $(shell cat $(KDIR)/include/config/kernel.release 2>/dev/null)
+else
+KVER := $(shell $(REPO)/tools/kernels --default 2>/dev/null)
+endif
+endif
+KDIR ?= /lib/modules/$(KVER)/build
+BUILD := $(REPO)/build/$(or $(KVER),unknown)
+W ?= 1
+
+.PHONY: all modules deps modules_install clean check demo kunit vmtest \
+	checkpatch sparse clean-kver
+
+all: modules
+
+deps:
+	@$(REPO)/tools/install-deps
+
+# Build in build/$(KVER)/, where the sources are linked, then copy the result
+# to dm-replication.ko (build/$(KVER)/ and the top of the tree).
+modules:
+	@test -n "$(KVER)" || $(REPO)/tools/install-deps
+	@test -d "$(KDIR)" || $(REPO)/tools/install-deps
+	@test -d "$(KDIR)" || { echo "no kernel headers at $(KDIR)" >&2; exit 1; }
+	@mkdir -p $(BUILD)
+	@for f in $(SOURCES) $(notdir $(HEADERS_ONLY)); do \
+		ln -sfn ../../$$f $(BUILD)/$$f; done
+	$(MAKE) -C $(KDIR) M=$(BUILD) CONFIG_DM_REPLICATION=m W=$(W) modules
+	cp $(BUILD)/dm_replication.ko $(BUILD)/dm-replication.ko
+	cp $(BUILD)/dm_replication.ko $(REPO)/dm-replication.ko
+
+modules_install: modules
+	$(MAKE) -C $(KDIR) M=$(BUILD) CONFIG_DM_REPLICATION=m modules_install
+	depmod -a $(KVER)
+
+check:
+	@$(REPO)/tests/check
+
+demo:
+	@$(REPO)/tools/demo
+
+kunit:
+	@$(REPO)/tests/kunit/run
+
+vmtest:
+	@$(REPO)/tests/vm/run
+
+checkpatch:
+	@$(REPO)/tests/checkpatch
+
+sparse:
+	@test -d "$(KDIR)" || $(REPO)/tools/install-deps
+	@mkdir -p $(BUILD)
+	@for f in $(SOURCES) $(notdir $(HEADERS_ONLY)); do \
+		ln -sfn ../../$$f $(BUILD)/$$f; done
+	$(MAKE) -C $(KDIR) M=$(BUILD) CONFIG_DM_REPLICATION=m C=2 \
+		CHECK=sparse modules
+
+# Forget one kernel's objects, so that the next build shows every warning.
+clean-kver:
+	rm -f $(BUILD)/*.o $(BUILD)/.*.cmd $(BUILD)/*.ko $(BUILD)/*.mod*
+
+clean:
+	rm -rf $(REPO)/build $(REPO)/dm-replication.ko
