@@ -12,16 +12,15 @@
 
 /**
  * dmr_commit_start() - begin merging the COW stores into the secondary device
- * @s: the secondary whose stores are merged
+ * @core: the session's loaded state
  *
  * The merge-down commit is not implemented yet; the message is refused so
  * that an orchestrator cannot mistake it for a completed failover.
  *
  * Return: -EOPNOTSUPP.
  */
-int dmr_commit_start(struct dmr_secondary *s)
+int dmr_commit_start(struct dmr_core *core)
 {
-	DMERR("%s: failover is not implemented yet",
-	      dm_table_device_name(s->ti->table));
+	DMERR("failover is not implemented yet");
 	return -EOPNOTSUPP;
 }

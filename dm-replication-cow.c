@@ -2,13 +2,37 @@
 /*
  * dm-replication: the COW stores (active and hidden).
  *
- * This file owns the stores' geometry: chunk sizes and how many chunks a
- * store device holds.  The on-disk format and the mappings live here too.
+ * This file owns what a store is: its on-disk format (two header copies and
+ * an array of epoch-stamped records, see dm-replication.h), its in-core
+ * mapping (an rhashtable swapped for an empty one at checkpoint), its bump
+ * allocator and its metadata commit.
+ *
+ * Crash consistency rests on three rules:
+ *  - a record is written only by a commit, and a commit flushes the store
+ *    device before it writes records, so no record reaches the disk before
+ *    the data of its chunk;
+ *  - within an epoch a slot is given out once and its record never changes,
+ *    so a torn metadata write leaves each record old or new, never wrong;
+ *  - a checkpoint writes the new epoch into the headers with FUA; records of
+ *    other epochs are dead, whatever the disk still holds.
  */
+#include <linux/crc32c.h>
+#include <linux/dm-bufio.h>
+#include <linux/dm-io.h>
 #include <linux/kernel.h>
 #include <linux/log2.h>
+#include <linux/rhashtable.h>
+#include <linux/slab.h>
+#include <linux/string.h>
 
 #include "dm-replication.h"
+
+static_assert(sizeof(struct dmr_disk_header) == SECTOR_SIZE);
+static_assert(sizeof(struct dmr_disk_record) == DMR_RECORD_SIZE);
+
+/* ---------------------------------------------------------------------------
+ * Geometry.
+ */
 
 /**
  * dmr_parse_chunk_size() - parse a table's <chunk size> argument
@@ -43,18 +67,836 @@ int dmr_parse_chunk_size(const char *arg, sector_t *chunk_sectors,
 	return 0;
 }
 
+static bool dmr_chunk_size_valid(u32 chunk_sectors)
+{
+	return is_power_of_2(chunk_sectors) &&
+	       chunk_sectors >= DMR_MIN_CHUNK_SECTORS &&
+	       chunk_sectors <= DMR_MAX_CHUNK_SECTORS;
+}
+
+static u64 dmr_meta_blocks(u64 nr_slots)
+{
+	return DIV_ROUND_UP_ULL(nr_slots, DMR_RECORDS_PER_BLOCK);
+}
+
+static u64 dmr_data_start(u64 nr_slots, u32 chunk_sectors)
+{
+	u64 end = DMR_HEADER_SECTORS +
+		  dmr_meta_blocks(nr_slots) * DMR_META_BLOCK_SECTORS;
+
+	return round_up(end, (u64)chunk_sectors);
+}
+
+/**
+ * dmr_layout_init() - lay out a store device
+ * @l: filled with the layout
+ * @dev_sectors: size of the store device
+ * @chunk_sectors: chunk size, a valid one
+ *
+ * Gives the store as many data slots as fit after the header and the
+ * metadata they need, at most U32_MAX.
+ */
+void dmr_layout_init(struct dmr_layout *l, u64 dev_sectors, u32 chunk_sectors)
+{
+	u64 n = 0;
+
+	if (dev_sectors > DMR_HEADER_SECTORS)
+		n = (dev_sectors - DMR_HEADER_SECTORS) >> ilog2(chunk_sectors);
+	n = min_t(u64, n, U32_MAX);
+
+	/* Each step only shrinks n; two or three steps settle it. */
+	while (n && dmr_data_start(n, chunk_sectors) +
+		    (n << ilog2(chunk_sectors)) > dev_sectors) {
+		u64 start = dmr_data_start(n, chunk_sectors);
+
+		n = start >= dev_sectors ? 0 :
+		    min(n - 1, (dev_sectors - start) >> ilog2(chunk_sectors));
+	}
+
+	l->nr_slots = n;
+	l->meta_start = DMR_HEADER_SECTORS;
+	l->meta_blocks = dmr_meta_blocks(n);
+	l->data_start = dmr_data_start(n, chunk_sectors);
+}
+
 /**
  * dmr_store_capacity() - how many data chunks a COW store device holds
  * @dev_sectors: size of the store device in 512-byte sectors
- * @chunk_sectors: chunk size in sectors, a power of two
+ * @chunk_sectors: chunk size in sectors, a valid one
  *
- * The first chunk of a store is reserved for its header and metadata.
- *
- * Return: the number of chunks available for data, 0 if none.
+ * Return: the number of data slots of the store's layout, 0 if none fit.
  */
 sector_t dmr_store_capacity(sector_t dev_sectors, sector_t chunk_sectors)
 {
-	sector_t chunks = dev_sectors >> ilog2(chunk_sectors);
+	struct dmr_layout l;
 
-	return chunks ? chunks - 1 : 0;
+	dmr_layout_init(&l, dev_sectors, chunk_sectors);
+	return l.nr_slots;
+}
+
+/* ---------------------------------------------------------------------------
+ * Headers.
+ */
+
+static u32 dmr_header_csum(const struct dmr_disk_header *d)
+{
+	return crc32c(~0U, (const u8 *)d + sizeof(d->csum),
+		      sizeof(*d) - sizeof(d->csum));
+}
+
+/**
+ * dmr_header_encode() - encode a header for the disk
+ * @h: the header
+ * @d: the 512-byte on-disk form, checksummed
+ */
+void dmr_header_encode(const struct dmr_header *h, struct dmr_disk_header *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->magic = cpu_to_le32(DMR_MAGIC);
+	d->version = cpu_to_le32(DMR_VERSION);
+	d->role = cpu_to_le32(h->role);
+	d->seq = cpu_to_le64(h->seq);
+	d->epoch = cpu_to_le64(h->epoch);
+	memcpy(d->uuid, h->uuid, DMR_UUID_SIZE);
+	d->state = cpu_to_le32(h->state);
+	d->chunk_sectors = cpu_to_le32(h->chunk_sectors);
+	d->secondary_sectors = cpu_to_le64(h->secondary_sectors);
+	d->nr_slots = cpu_to_le64(h->layout.nr_slots);
+	d->meta_start = cpu_to_le64(h->layout.meta_start);
+	d->data_start = cpu_to_le64(h->layout.data_start);
+	d->commit_cursor = cpu_to_le64(h->commit_cursor);
+	d->csum = cpu_to_le32(dmr_header_csum(d));
+}
+
+static bool dmr_layout_valid(const struct dmr_layout *l, u32 chunk_sectors)
+{
+	return l->nr_slots && l->nr_slots <= U32_MAX &&
+	       l->meta_start == DMR_HEADER_SECTORS &&
+	       l->data_start == dmr_data_start(l->nr_slots, chunk_sectors);
+}
+
+/**
+ * dmr_header_decode() - decode and validate one on-disk header copy
+ * @d: the 512-byte on-disk form
+ * @h: filled with the header on success
+ * @error: set to the reason on failure
+ *
+ * Return: 0 for a valid header, -EINVAL with @error set otherwise.
+ */
+int dmr_header_decode(const struct dmr_disk_header *d, struct dmr_header *h,
+		      char **error)
+{
+	if (le32_to_cpu(d->magic) != DMR_MAGIC) {
+		*error = "Store header has a wrong magic: not a dm-replication store";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(d->csum) != dmr_header_csum(d)) {
+		*error = "Store header has a bad checksum";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(d->version) != DMR_VERSION) {
+		*error = "Store header has an unsupported version";
+		return -EINVAL;
+	}
+
+	memset(h, 0, sizeof(*h));
+	h->role = le32_to_cpu(d->role);
+	h->seq = le64_to_cpu(d->seq);
+	h->epoch = le64_to_cpu(d->epoch);
+	memcpy(h->uuid, d->uuid, DMR_UUID_SIZE);
+	h->state = le32_to_cpu(d->state);
+	h->chunk_sectors = le32_to_cpu(d->chunk_sectors);
+	h->secondary_sectors = le64_to_cpu(d->secondary_sectors);
+	h->layout.nr_slots = le64_to_cpu(d->nr_slots);
+	h->layout.meta_start = le64_to_cpu(d->meta_start);
+	h->layout.data_start = le64_to_cpu(d->data_start);
+	h->layout.meta_blocks = dmr_meta_blocks(h->layout.nr_slots);
+	h->commit_cursor = le64_to_cpu(d->commit_cursor);
+
+	if (h->role != DMR_ROLE_HIDDEN && h->role != DMR_ROLE_ACTIVE) {
+		*error = "Store header has an unknown role";
+		return -EINVAL;
+	}
+	if ((unsigned int)h->state >= DMR_NR_STATES) {
+		*error = "Store header has an unknown state";
+		return -EINVAL;
+	}
+	if (!h->seq || !h->epoch) {
+		*error = "Store header has a zero generation or epoch";
+		return -EINVAL;
+	}
+	if (!dmr_chunk_size_valid(h->chunk_sectors)) {
+		*error = "Store header has an invalid chunk size";
+		return -EINVAL;
+	}
+	if (!dmr_layout_valid(&h->layout, h->chunk_sectors)) {
+		*error = "Store header has an invalid layout";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/**
+ * dmr_header_pick() - find a store's current header in its first 4 KiB
+ * @area: the first %DMR_HEADER_SECTORS sectors of the store
+ * @h: filled with the newer valid header copy
+ * @error: set to the reason when neither copy is valid
+ *
+ * A header update writes one copy, so after a crash one copy may be torn;
+ * the other still holds the previous header.
+ *
+ * Return: 0 with @h set, 1 for a blank (all-zero) area, or -EINVAL with
+ * @error set when the area holds something else.
+ */
+int dmr_header_pick(const void *area, struct dmr_header *h, char **error)
+{
+	const struct dmr_disk_header *d = area;
+	struct dmr_header a, b;
+	char *error_b;
+	int ra, rb;
+
+	if (!memchr_inv(area, 0, DMR_HEADER_SECTORS << SECTOR_SHIFT))
+		return 1;
+
+	ra = dmr_header_decode(&d[0], &a, error);
+	rb = dmr_header_decode(&d[1], &b, &error_b);
+	if (!ra && (rb || a.seq >= b.seq)) {
+		*h = a;
+		return 0;
+	}
+	if (!rb) {
+		*h = b;
+		return 0;
+	}
+	/* Copy A is written first in a store's life: its reason is the one. */
+	if (!memchr_inv(&d[0], 0, sizeof(d[0])))
+		*error = error_b;
+	return -EINVAL;
+}
+
+/**
+ * dmr_header_check() - check a valid header against the table
+ * @h: the header
+ * @role: the store the table says the device is
+ * @chunk_sectors: the table's chunk size
+ * @secondary_sectors: the table's length
+ * @dev_sectors: the store device's size
+ * @error: set to the reason on failure
+ *
+ * Return: 0 when the header belongs to this table, -EINVAL otherwise.
+ */
+int dmr_header_check(const struct dmr_header *h, enum dmr_role role,
+		     u32 chunk_sectors, u64 secondary_sectors, u64 dev_sectors,
+		     char **error)
+{
+	bool hidden = role == DMR_ROLE_HIDDEN;
+
+	if (h->role != role) {
+		*error = hidden ? "Hidden device holds an active store: devices swapped?" :
+				  "Active device holds a hidden store: devices swapped?";
+		return -EINVAL;
+	}
+	if (h->chunk_sectors != chunk_sectors) {
+		*error = hidden ? "Hidden store was made with another chunk size" :
+				  "Active store was made with another chunk size";
+		return -EINVAL;
+	}
+	if (h->secondary_sectors != secondary_sectors) {
+		*error = hidden ? "Hidden store was made for another target length" :
+				  "Active store was made for another target length";
+		return -EINVAL;
+	}
+	if (h->layout.data_start +
+	    (h->layout.nr_slots << ilog2(h->chunk_sectors)) > dev_sectors) {
+		*error = hidden ? "Hidden device is smaller than its store's header says" :
+				  "Active device is smaller than its store's header says";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/**
+ * dmr_headers_reconcile() - decide how to load a session from its two stores
+ * @hidden_rc: dmr_header_pick()'s result for hidden: 0 valid or 1 blank
+ * @hidden: hidden's header when valid
+ * @active_rc: the same for active
+ * @active: active's header when valid
+ * @action: set to what loading must do
+ * @error: set to the reason on failure
+ *
+ * Both blank is a new session.  One blank and the other never used (its
+ * first generation) is a format that a crash interrupted.  Both valid must be
+ * the same session; the newer generation holds the session's state.
+ *
+ * Return: 0 with @action set, -EINVAL with @error set otherwise.
+ */
+int dmr_headers_reconcile(int hidden_rc, const struct dmr_header *hidden,
+			  int active_rc, const struct dmr_header *active,
+			  enum dmr_load_action *action, char **error)
+{
+	if (hidden_rc && active_rc) {
+		*action = DMR_LOAD_FORMAT;
+		return 0;
+	}
+	if (hidden_rc) {
+		if (active->seq != 1) {
+			*error =
+				"Hidden store is blank, active is not: zero both to start anew";
+			return -EINVAL;
+		}
+		*action = DMR_LOAD_FINISH_FORMAT;
+		return 0;
+	}
+	if (active_rc) {
+		if (hidden->seq != 1) {
+			*error =
+				"Active store is blank, hidden is not: zero both to start anew";
+			return -EINVAL;
+		}
+		*action = DMR_LOAD_FINISH_FORMAT;
+		return 0;
+	}
+	if (memcmp(hidden->uuid, active->uuid, DMR_UUID_SIZE)) {
+		*error = "Hidden and active stores belong to different sessions";
+		return -EINVAL;
+	}
+	if (hidden->seq == active->seq &&
+	    (hidden->epoch != active->epoch || hidden->state != active->state)) {
+		*error = "Hidden and active stores disagree at the same generation";
+		return -EINVAL;
+	}
+	*action = DMR_LOAD_RESUME;
+	return 0;
+}
+
+/**
+ * dmr_record_live() - is a metadata record a mapping of this epoch?
+ * @r: the record
+ * @epoch: the store's epoch
+ * @nr_chunks: chunks of the secondary device; a live record maps one of them
+ * @chunk: set to the record's chunk when live
+ *
+ * Return: true when the record is live.
+ */
+bool dmr_record_live(const struct dmr_disk_record *r, u64 epoch,
+		     u64 nr_chunks, u32 *chunk)
+{
+	u64 c = le64_to_cpu(r->chunk);
+
+	if (le64_to_cpu(r->epoch) != epoch || c >= nr_chunks)
+		return false;
+	*chunk = c;
+	return true;
+}
+
+/* ---------------------------------------------------------------------------
+ * The in-core mapping: chunk -> slot, one rhashtable per store and epoch.
+ */
+
+struct dmr_map {
+	struct rhashtable ht;
+	struct work_struct free_work;
+};
+
+static const struct rhashtable_params dmr_map_params = {
+	.key_len = sizeof(u32),
+	.key_offset = offsetof(struct dmr_map_entry, chunk),
+	.head_offset = offsetof(struct dmr_map_entry, node),
+	.min_size = 64,
+};
+
+static struct kmem_cache *dmr_entry_cache;
+static struct workqueue_struct *dmr_free_wq;	/* frees old maps */
+
+/**
+ * dmr_store_alloc_entry() - allocate a mapping entry
+ * @gfp: allocation flags
+ *
+ * Return: the entry, or NULL.
+ */
+struct dmr_map_entry *dmr_store_alloc_entry(gfp_t gfp)
+{
+	return kmem_cache_alloc(dmr_entry_cache, gfp);
+}
+
+/**
+ * dmr_store_free_entry() - free a mapping entry that was never inserted
+ * @e: the entry, or NULL
+ */
+void dmr_store_free_entry(struct dmr_map_entry *e)
+{
+	if (e)
+		kmem_cache_free(dmr_entry_cache, e);
+}
+
+static void dmr_map_free_entry(void *ptr, void *arg)
+{
+	kmem_cache_free(dmr_entry_cache, ptr);
+}
+
+static void dmr_map_destroy(struct dmr_map *m)
+{
+	rhashtable_free_and_destroy(&m->ht, dmr_map_free_entry, NULL);
+	kfree(m);
+}
+
+static void dmr_map_free_work(struct work_struct *w)
+{
+	dmr_map_destroy(container_of(w, struct dmr_map, free_work));
+}
+
+static struct dmr_map *dmr_map_create(void)
+{
+	struct dmr_map *m = kzalloc(sizeof(*m), GFP_KERNEL);
+
+	if (!m)
+		return NULL;
+	if (rhashtable_init(&m->ht, &dmr_map_params)) {
+		kfree(m);
+		return NULL;
+	}
+	INIT_WORK(&m->free_work, dmr_map_free_work);
+	return m;
+}
+
+/**
+ * dmr_store_init() - set up a store's in-core state, empty
+ * @st: the store
+ * @name: "hidden" or "active", for messages
+ * @role: which store it is
+ * @layout: the store's layout
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int dmr_store_init(struct dmr_store *st, const char *name, enum dmr_role role,
+		   const struct dmr_layout *layout)
+{
+	memset(st, 0, sizeof(*st));
+	st->name = name;
+	st->role = role;
+	st->layout = *layout;
+	spin_lock_init(&st->alloc_lock);
+	mutex_init(&st->commit_lock);
+	init_llist_head(&st->pending);
+
+	st->block_epoch = kvcalloc(max_t(u64, layout->meta_blocks, 1),
+				   sizeof(*st->block_epoch), GFP_KERNEL);
+	if (!st->block_epoch)
+		return -ENOMEM;
+	st->map = dmr_map_create();
+	if (!st->map) {
+		kvfree(st->block_epoch);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/**
+ * dmr_store_exit() - free a store's in-core state
+ * @st: the store; its device must be closed and nothing may be pending
+ */
+void dmr_store_exit(struct dmr_store *st)
+{
+	if (st->map)
+		dmr_map_destroy(st->map);
+	if (st->spare)
+		dmr_map_destroy(st->spare);
+	kvfree(st->block_epoch);
+	st->map = NULL;
+	st->spare = NULL;
+	st->block_epoch = NULL;
+}
+
+/**
+ * dmr_store_alloc_slot() - take the next free data slot
+ * @st: the store
+ * @slot: set to the slot
+ *
+ * Return: 0, or -ENOSPC when the store is full.
+ */
+int dmr_store_alloc_slot(struct dmr_store *st, u32 *slot)
+{
+	int r = 0;
+
+	spin_lock(&st->alloc_lock);
+	if (st->next_slot >= st->layout.nr_slots)
+		r = -ENOSPC;
+	else
+		*slot = st->next_slot++;
+	spin_unlock(&st->alloc_lock);
+	return r;
+}
+
+/**
+ * dmr_store_used() - how many slots of the store are in use
+ * @st: the store
+ *
+ * Return: the number of slots given out since the checkpoint.
+ */
+u32 dmr_store_used(struct dmr_store *st)
+{
+	return READ_ONCE(st->next_slot);
+}
+
+/**
+ * dmr_store_lookup() - find the slot of a chunk
+ * @st: the store
+ * @chunk: the chunk
+ * @slot: set to its slot when mapped
+ *
+ * Safe against concurrent inserts; the caller keeps the epoch from
+ * switching (its bio is counted in flight).
+ *
+ * Return: true when the chunk is mapped.
+ */
+bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot)
+{
+	struct dmr_map_entry *e;
+
+	e = rhashtable_lookup_fast(&READ_ONCE(st->map)->ht, &chunk,
+				   dmr_map_params);
+	if (!e)
+		return false;
+	*slot = e->slot;
+	return true;
+}
+
+/**
+ * dmr_store_insert() - map a chunk to a slot
+ * @st: the store
+ * @e: the entry, with chunk and slot set; the map owns it on success
+ *
+ * Return: 0, -EEXIST when the chunk is mapped already, or another error.
+ */
+int dmr_store_insert(struct dmr_store *st, struct dmr_map_entry *e)
+{
+	int r;
+
+	r = rhashtable_lookup_insert_fast(&st->map->ht, &e->node,
+					  dmr_map_params);
+	if (!r)
+		atomic_inc(&st->nr_mapped);
+	return r;
+}
+
+/**
+ * dmr_store_prepare_reset() - allocate the empty map of the next epoch
+ * @st: the store
+ *
+ * Called before the new epoch is made durable, so that the switch itself
+ * cannot fail.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int dmr_store_prepare_reset(struct dmr_store *st)
+{
+	if (!st->spare)
+		st->spare = dmr_map_create();
+	return st->spare ? 0 : -ENOMEM;
+}
+
+/**
+ * dmr_store_reset() - empty a store for a new epoch, in constant time
+ * @st: the store, prepared; nothing may be in flight on it
+ * @epoch: the new epoch
+ * @discarded: set to the pending records that will never be committed
+ *
+ * The old map is freed by a worker.
+ */
+void dmr_store_reset(struct dmr_store *st, u64 epoch,
+		     struct llist_node **discarded)
+{
+	struct dmr_map *old;
+
+	mutex_lock(&st->commit_lock);
+	*discarded = llist_del_all(&st->pending);
+	old = st->map;
+	WRITE_ONCE(st->map, st->spare);
+	st->spare = NULL;
+	st->epoch = epoch;
+	atomic_set(&st->nr_mapped, 0);
+	spin_lock(&st->alloc_lock);
+	st->next_slot = 0;
+	spin_unlock(&st->alloc_lock);
+	mutex_unlock(&st->commit_lock);
+
+	queue_work(dmr_free_wq, &old->free_work);
+}
+
+/* ---------------------------------------------------------------------------
+ * On-disk I/O: headers with dm-io, metadata blocks with dm-bufio.
+ */
+
+static int dmr_sync_io(struct dm_io_client *io, struct block_device *bdev,
+		       blk_opf_t opf, sector_t sector, sector_t count,
+		       void *buf)
+{
+	struct dm_io_region region = {
+		.bdev = bdev,
+		.sector = sector,
+		.count = count,
+	};
+	struct dm_io_request req = {
+		.bi_opf = opf,
+		.mem.type = DM_IO_KMEM,
+		.mem.ptr.addr = buf,
+		.client = io,
+	};
+
+	return dm_io(&req, 1, &region, NULL, IOPRIO_DEFAULT);
+}
+
+/**
+ * dmr_read_header_area() - read a store's first 4 KiB
+ * @io: a dm-io client
+ * @bdev: the store device
+ * @area: a kmalloc'ed buffer of %DMR_HEADER_SECTORS sectors
+ *
+ * Return: 0 or a negative errno.
+ */
+int dmr_read_header_area(struct dm_io_client *io, struct block_device *bdev,
+			 void *area)
+{
+	return dmr_sync_io(io, bdev, REQ_OP_READ, 0, DMR_HEADER_SECTORS, area);
+}
+
+/**
+ * dmr_write_header() - write a header durably
+ * @io: a dm-io client
+ * @bdev: the store device
+ * @h: the header; copy A or B by its generation's parity
+ *
+ * The write carries PREFLUSH and FUA: what was written before is durable
+ * before the header, and the header is durable when this returns.
+ *
+ * Return: 0 or a negative errno.
+ */
+int dmr_write_header(struct dm_io_client *io, struct block_device *bdev,
+		     const struct dmr_header *h)
+{
+	struct dmr_disk_header *d = kmalloc(sizeof(*d), GFP_NOIO);
+	int r;
+
+	if (!d)
+		return -ENOMEM;
+	dmr_header_encode(h, d);
+	r = dmr_sync_io(io, bdev, REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA |
+			REQ_SYNC, h->seq & 1, 1, d);
+	kfree(d);
+	return r;
+}
+
+/**
+ * dmr_store_open() - attach a store to its device
+ * @st: the store, initialised
+ * @bdev: the store device
+ *
+ * Return: 0 or a negative errno.
+ */
+int dmr_store_open(struct dmr_store *st, struct block_device *bdev)
+{
+	struct dm_bufio_client *c;
+
+	c = dm_bufio_client_create(bdev, DMR_META_BLOCK_SIZE, 1, 0, NULL, NULL,
+				   0);
+	if (IS_ERR(c))
+		return PTR_ERR(c);
+	st->bdev = bdev;
+	st->bufio = c;
+	return 0;
+}
+
+/**
+ * dmr_store_close() - detach a store from its device
+ * @st: the store
+ */
+void dmr_store_close(struct dmr_store *st)
+{
+	if (st->bufio)
+		dm_bufio_client_destroy(st->bufio);
+	st->bufio = NULL;
+	st->bdev = NULL;
+}
+
+/* Metadata block b of the area is bufio block 1 + b (block 0 is headers). */
+static sector_t dmr_meta_block(u64 b)
+{
+	return (DMR_HEADER_SECTORS / DMR_META_BLOCK_SECTORS) + b;
+}
+
+static int dmr_store_load_block(struct dmr_store *st, u64 b, u64 epoch,
+				u64 nr_chunks, struct dmr_store *other,
+				u32 *not_in_other, char **error)
+{
+	struct dmr_disk_record *rec;
+	struct dmr_map_entry *e;
+	struct dm_buffer *buf;
+	unsigned int i;
+	int r = 0;
+
+	rec = dm_bufio_read(st->bufio, dmr_meta_block(b), &buf);
+	if (IS_ERR(rec)) {
+		*error = "Cannot read store metadata";
+		return PTR_ERR(rec);
+	}
+
+	for (i = 0; i < DMR_RECORDS_PER_BLOCK; i++) {
+		u64 slot = b * DMR_RECORDS_PER_BLOCK + i;
+		u32 chunk, other_slot;
+
+		if (slot >= st->layout.nr_slots)
+			break;
+		if (!dmr_record_live(&rec[i], epoch, nr_chunks, &chunk))
+			continue;
+
+		e = dmr_store_alloc_entry(GFP_KERNEL);
+		if (!e) {
+			*error = "Cannot allocate store mapping";
+			r = -ENOMEM;
+			break;
+		}
+		e->chunk = chunk;
+		e->slot = slot;
+		r = dmr_store_insert(st, e);
+		if (r) {
+			dmr_store_free_entry(e);
+			*error = r == -EEXIST ?
+				 "Store metadata maps a chunk twice" :
+				 "Cannot insert store mapping";
+			break;
+		}
+		st->block_epoch[b] = epoch;
+		st->next_slot = max_t(u32, st->next_slot, slot + 1);
+		if (other && !dmr_store_lookup(other, chunk, &other_slot))
+			(*not_in_other)++;
+	}
+
+	dm_bufio_release(buf);
+	return r;
+}
+
+/**
+ * dmr_store_load() - rebuild a store's mapping from its metadata
+ * @st: the store, open and empty
+ * @epoch: the session's epoch: records of it are live, new ones get it
+ * @nr_chunks: chunks of the secondary device
+ * @other: a store loaded before, or NULL
+ * @not_in_other: incremented for each chunk mapped here and not in @other
+ * @error: set to the reason on failure
+ *
+ * Reads the whole metadata area once.  The allocator resumes after the
+ * highest live slot; slots below it without a record stay unused until the
+ * next checkpoint.
+ *
+ * Return: 0 or a negative errno with @error set.
+ */
+int dmr_store_load(struct dmr_store *st, u64 epoch, u64 nr_chunks,
+		   struct dmr_store *other, u32 *not_in_other, char **error)
+{
+	u64 b;
+	int r;
+
+	st->epoch = epoch;
+	dm_bufio_prefetch(st->bufio, dmr_meta_block(0), st->layout.meta_blocks);
+	for (b = 0; b < st->layout.meta_blocks; b++) {
+		r = dmr_store_load_block(st, b, epoch, nr_chunks, other,
+					 not_in_other, error);
+		if (r)
+			return r;
+		cond_resched();
+	}
+	return 0;
+}
+
+static int dmr_store_write_record(struct dmr_store *st, u64 epoch,
+				  const struct dmr_pending *p)
+{
+	u64 b = p->slot / DMR_RECORDS_PER_BLOCK;
+	struct dmr_disk_record *rec;
+	struct dm_buffer *buf;
+
+	if (st->block_epoch[b] != epoch) {
+		/* The block holds only dead records: start it afresh. */
+		rec = dm_bufio_new(st->bufio, dmr_meta_block(b), &buf);
+		if (!IS_ERR(rec)) {
+			memset(rec, 0, DMR_META_BLOCK_SIZE);
+			st->block_epoch[b] = epoch;
+		}
+	} else {
+		rec = dm_bufio_read(st->bufio, dmr_meta_block(b), &buf);
+	}
+	if (IS_ERR(rec))
+		return PTR_ERR(rec);
+
+	rec += p->slot % DMR_RECORDS_PER_BLOCK;
+	rec->chunk = cpu_to_le64(p->chunk);
+	rec->epoch = cpu_to_le64(epoch);
+	dm_bufio_mark_buffer_dirty(buf);
+	dm_bufio_release(buf);
+	return 0;
+}
+
+/**
+ * dmr_store_commit() - make the store's pending records durable
+ * @st: the store, open
+ * @err: set to 0 or the first error
+ *
+ * Flushes the store device (so the chunks' data is durable), writes the
+ * pending records, and flushes again.  With nothing pending it only flushes,
+ * which a FLUSH of the top device needs too.
+ *
+ * Return: the records committed (or not, on error), for the caller to finish.
+ */
+struct llist_node *dmr_store_commit(struct dmr_store *st, int *err)
+{
+	struct llist_node *list;
+	struct dmr_pending *p;
+	int r;
+
+	mutex_lock(&st->commit_lock);
+	list = llist_del_all(&st->pending);
+	r = dm_bufio_issue_flush(st->bufio);
+	if (!r && list) {
+		llist_for_each_entry(p, list, node) {
+			r = dmr_store_write_record(st, st->epoch, p);
+			if (r)
+				break;
+		}
+		if (!r)
+			r = dm_bufio_write_dirty_buffers(st->bufio);
+		if (!r)
+			r = dm_bufio_issue_flush(st->bufio);
+	}
+	mutex_unlock(&st->commit_lock);
+
+	*err = r;
+	return list;
+}
+
+/**
+ * dmr_cow_init() - module-wide set-up of the stores
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int dmr_cow_init(void)
+{
+	dmr_entry_cache = KMEM_CACHE(dmr_map_entry, 0);
+	if (!dmr_entry_cache)
+		return -ENOMEM;
+	dmr_free_wq = alloc_workqueue("dmr_free", WQ_UNBOUND, 0);
+	if (!dmr_free_wq) {
+		kmem_cache_destroy(dmr_entry_cache);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/**
+ * dmr_cow_exit() - module-wide tear-down of the stores
+ */
+void dmr_cow_exit(void)
+{
+	/* Maps being freed still return entries to the cache: wait for them. */
+	destroy_workqueue(dmr_free_wq);
+	kmem_cache_destroy(dmr_entry_cache);
 }

@@ -14,8 +14,14 @@
  * commit in dm-replication-commit.c.
  */
 #include <linux/blkdev.h>
+#include <linux/dm-io.h>
+#include <linux/dm-kcopyd.h>
+#include <linux/hash.h>
+#include <linux/mempool.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/random.h>
+#include <linux/rcupdate.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
@@ -37,6 +43,10 @@ struct dmr_mode_ops {
 	int (*message)(struct dm_target *ti, unsigned int argc, char **argv);
 	int (*iterate_devices)(struct dm_target *ti,
 			       iterate_devices_callout_fn fn, void *data);
+	int (*end_io)(struct dm_target *ti, struct bio *bio,
+		      blk_status_t *error);
+	int (*preresume)(struct dm_target *ti);
+	void (*postsuspend)(struct dm_target *ti);
 };
 
 static const struct dmr_mode_ops *dmr_ops(struct dm_target *ti)
@@ -239,6 +249,1213 @@ const char *dmr_state_name(enum dmr_state state)
 	return dmr_state_names[state];
 }
 
+/**
+ * dmr_msg_action() - what a message does in a state
+ * @state: the session's state
+ * @msg: the message
+ *
+ * QEMU's rules: a promoted secondary (failover, done) has nothing to
+ * checkpoint, so checkpoint, stop and failover do nothing there; after a
+ * failed failover the stores hold unmerged data, so only a retry of the
+ * failover is allowed.
+ *
+ * Return: the action.
+ */
+enum dmr_action dmr_msg_action(enum dmr_state state, enum dmr_msg msg)
+{
+	switch (state) {
+	case DMR_STATE_RUNNING:
+		if (msg == DMR_MSG_CHECKPOINT)
+			return DMR_ACT_CHECKPOINT;
+		if (msg == DMR_MSG_STOP)
+			return DMR_ACT_STOP;
+		return DMR_ACT_FAILOVER;
+	case DMR_STATE_FAILOVER:
+	case DMR_STATE_DONE:
+		return DMR_ACT_NOTHING;
+	case DMR_STATE_FAILOVER_FAILED:
+		return msg == DMR_MSG_FAILOVER ? DMR_ACT_FAILOVER :
+						 DMR_ACT_REFUSE;
+	default:
+		return DMR_ACT_REFUSE;
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * The loaded replication state of a session: its stores and data path.
+ *
+ * Chunk locking.  Chunks that are mapped in active (for top I/O) or in active
+ * or hidden (for port writes) need no lock: a mapping never changes within an
+ * epoch, and a checkpoint drains all I/O first.  Everything else goes through
+ * the chunk's bucket, under its spinlock:
+ *  - a job (a copy-up into active, a full-chunk write into active, or a port
+ *    write's copy into hidden) holds its chunk busy; every later bio for the
+ *    chunk waits on the job and is mapped again when the job ends, when the
+ *    chunk is mapped;
+ *  - a top read that goes to the secondary device counts as a reader of its
+ *    bucket, and a port write may not start its copy while its bucket has
+ *    readers, so no top read can see the secondary device half overwritten.
+ */
+
+#define DMR_BUCKETS		1024U
+#define DMR_COMMIT_PERIOD	HZ
+
+enum dmr_job_kind {
+	DMR_JOB_WRITE,		/* a top write covering its whole chunk */
+	DMR_JOB_COPY_UP,	/* a top write needing the rest of its chunk */
+	DMR_JOB_COW,		/* a port write: old chunk into hidden first */
+};
+
+struct dmr_job {
+	struct dmr_pending rec;		/* the record, once the data is in */
+	struct hlist_node cell;		/* on its bucket's busy list */
+	struct bio_list waiters;	/* bios for the chunk, meanwhile */
+	struct llist_node done;		/* on core->done_jobs */
+	struct dmr_core *core;
+	struct dmr_store *store;
+	struct bio *bio;
+	struct dmr_map_entry *entry;
+	enum dmr_job_kind kind;
+};
+
+/* Per-bio data of the top and the port. */
+struct dmr_bio {
+	struct dmr_core *core;		/* set when counted in flight */
+	struct dm_target *ti;
+	struct dmr_job *job;		/* a full-chunk write's, until mapped */
+	u32 chunk;			/* a reader's chunk */
+	u8 flags;
+};
+
+#define DMR_PB_READER		BIT(0)	/* counted in its bucket's readers */
+#define DMR_PB_PORT		BIT(1)	/* a port bio */
+#define DMR_PB_COMMITTED	BIT(2)	/* a FUA write whose commit is done */
+
+struct dmr_core {
+	struct dmr_session *ses;
+	struct dmr_store hidden;
+	struct dmr_store active;
+	struct block_device *secondary;
+	sector_t len;
+	u32 chunk_sectors;
+	unsigned int chunk_shift;
+	u64 nr_chunks;
+	struct dm_io_client *io;
+	struct dm_kcopyd_client *kc;
+	struct workqueue_struct *wq;
+	mempool_t job_pool;
+	struct dmr_bucket *buckets;
+
+	/* The session's shared header fields. */
+	struct mutex state_lock;	/* serialises messages: state changes */
+	enum dmr_state state;
+	u64 seq;
+	u64 epoch;
+	u8 uuid[DMR_UUID_SIZE];
+
+	/* Reported by status. */
+	atomic_t error;			/* first errno since the checkpoint */
+	atomic_t hidden_only;		/* chunks in hidden and not in active */
+	unsigned int nr_checkpoints;
+	unsigned int low_water_mark;	/* 0: none */
+	atomic_t low_water_fired;
+
+	/* In-flight bios, and the gate a checkpoint closes to drain them. */
+	atomic_t inflight;
+	wait_queue_head_t drain_wait;
+	bool frozen;
+
+	spinlock_t lock;		/* the bio lists below, frozen */
+	struct bio_list deferred;	/* to be mapped (again) by the worker */
+	struct bio_list frozen_bios;	/* arrived while frozen */
+	struct bio_list commit_waiters;	/* top flushes and FUA writes */
+	struct work_struct defer_work;
+	struct work_struct active_commit_work;
+	struct work_struct hidden_commit_work;
+	struct delayed_work periodic_work;
+	struct llist_head done_jobs;
+	struct work_struct done_work;
+
+	struct mutex event_lock;	/* protects ti */
+	struct dm_target *ti;		/* the live top's, for events */
+	struct work_struct event_work;
+};
+
+static struct dmr_bio *dmr_pb(struct bio *bio)
+{
+	return dm_per_bio_data(bio, sizeof(struct dmr_bio));
+}
+
+static sector_t dmr_bio_offset(struct bio *bio)
+{
+	return dm_target_offset(dmr_pb(bio)->ti, bio->bi_iter.bi_sector);
+}
+
+static u32 dmr_bio_chunk(struct dmr_core *core, struct bio *bio)
+{
+	return dmr_bio_offset(bio) >> core->chunk_shift;
+}
+
+/* The length of a chunk: the last one may be cut short by the target's end. */
+static sector_t dmr_chunk_len(struct dmr_core *core, u32 chunk)
+{
+	sector_t start = (sector_t)chunk << core->chunk_shift;
+
+	return min_t(sector_t, core->chunk_sectors, core->len - start);
+}
+
+static sector_t dmr_slot_sector(struct dmr_store *st, struct dmr_core *core,
+				u32 slot)
+{
+	return st->layout.data_start + ((sector_t)slot << core->chunk_shift);
+}
+
+static void dmr_remap_store(struct dmr_core *core, struct bio *bio,
+			    struct dmr_store *st, u32 slot)
+{
+	sector_t in_chunk = dmr_bio_offset(bio) & (core->chunk_sectors - 1);
+
+	bio_set_dev(bio, st->bdev);
+	bio->bi_iter.bi_sector = dmr_slot_sector(st, core, slot) + in_chunk;
+}
+
+static void dmr_remap_secondary(struct dmr_core *core, struct bio *bio)
+{
+	bio->bi_iter.bi_sector = dmr_bio_offset(bio);
+	bio_set_dev(bio, core->secondary);
+}
+
+static void dmr_fail_bio(struct bio *bio, int err)
+{
+	bio->bi_status = errno_to_blk_status(err);
+	bio_endio(bio);
+}
+
+/* ---- events and errors ---------------------------------------------------- */
+
+static void dmr_event_work(struct work_struct *w)
+{
+	struct dmr_core *core = container_of(w, struct dmr_core, event_work);
+
+	mutex_lock(&core->event_lock);
+	if (core->ti)
+		dm_table_event(core->ti->table);
+	mutex_unlock(&core->event_lock);
+}
+
+static void dmr_raise_event(struct dmr_core *core)
+{
+	queue_work(core->wq, &core->event_work);
+}
+
+/* Records the first replication error since the last checkpoint. */
+static void dmr_set_error(struct dmr_core *core, int err)
+{
+	if (!atomic_cmpxchg(&core->error, 0, -err)) {
+		DMERR("%pg: replication error %d", core->secondary, err);
+		dmr_raise_event(core);
+	}
+}
+
+static void dmr_check_low_water(struct dmr_core *core, struct dmr_store *st)
+{
+	u32 free = st->layout.nr_slots - dmr_store_used(st);
+
+	if (core->low_water_mark && free < core->low_water_mark &&
+	    !atomic_xchg(&core->low_water_fired, 1))
+		dmr_raise_event(core);
+}
+
+/* ---- in-flight accounting and the checkpoint gate ---------------------------- */
+
+static void dmr_inflight_put(struct dmr_core *core)
+{
+	if (atomic_dec_and_test(&core->inflight) && READ_ONCE(core->frozen))
+		wake_up(&core->drain_wait);
+}
+
+/*
+ * Counts @bio in flight, or parks it while a checkpoint drains.  Returns
+ * false when parked: the bio is re-entered when the gate opens.
+ */
+static bool dmr_enter(struct dmr_core *core, struct bio *bio)
+{
+	for (;;) {
+		atomic_inc(&core->inflight);
+		/* Pairs with dmr_freeze(): it sees our count or we its gate. */
+		smp_mb__after_atomic();
+		if (likely(!READ_ONCE(core->frozen))) {
+			dmr_pb(bio)->core = core;
+			return true;
+		}
+		dmr_inflight_put(core);
+
+		spin_lock_irq(&core->lock);
+		if (core->frozen) {
+			bio_list_add(&core->frozen_bios, bio);
+			spin_unlock_irq(&core->lock);
+			return false;
+		}
+		spin_unlock_irq(&core->lock);
+	}
+}
+
+/* Closes the gate and waits until nothing is in flight. */
+static void dmr_freeze(struct dmr_core *core)
+{
+	spin_lock_irq(&core->lock);
+	WRITE_ONCE(core->frozen, true);
+	spin_unlock_irq(&core->lock);
+	/* Pairs with dmr_enter(): we see its count or it sees the gate. */
+	smp_mb();
+	wait_event(core->drain_wait, !atomic_read(&core->inflight));
+}
+
+static void dmr_thaw(struct dmr_core *core)
+{
+	spin_lock_irq(&core->lock);
+	WRITE_ONCE(core->frozen, false);
+	bio_list_merge(&core->deferred, &core->frozen_bios);
+	bio_list_init(&core->frozen_bios);
+	spin_unlock_irq(&core->lock);
+	queue_work(core->wq, &core->defer_work);
+}
+
+static void dmr_defer_bios(struct dmr_core *core, struct bio_list *bios)
+{
+	unsigned long flags;
+
+	if (bio_list_empty(bios))
+		return;
+	spin_lock_irqsave(&core->lock, flags);
+	bio_list_merge(&core->deferred, bios);
+	spin_unlock_irqrestore(&core->lock, flags);
+	queue_work(core->wq, &core->defer_work);
+}
+
+/* ---- chunk buckets ----------------------------------------------------------------- */
+
+static struct dmr_bucket *dmr_bucket(struct dmr_core *core, u32 chunk)
+{
+	return &core->buckets[hash_32(chunk, ilog2(DMR_BUCKETS))];
+}
+
+static struct dmr_job *dmr_busy_job(struct dmr_bucket *b, u32 chunk)
+{
+	struct dmr_job *job;
+
+	hlist_for_each_entry(job, &b->busy, cell)
+		if (job->rec.chunk == chunk)
+			return job;
+	return NULL;
+}
+
+/* Ends a job's hold on its chunk; the bios that waited are mapped again. */
+static void dmr_job_release(struct dmr_job *job)
+{
+	struct dmr_core *core = job->core;
+	struct dmr_bucket *b = dmr_bucket(core, job->rec.chunk);
+	struct bio_list waiters;
+	unsigned long flags;
+
+	spin_lock_irqsave(&b->lock, flags);
+	hlist_del_init(&job->cell);
+	waiters = job->waiters;
+	bio_list_init(&job->waiters);
+	spin_unlock_irqrestore(&b->lock, flags);
+
+	dmr_defer_bios(core, &waiters);
+}
+
+static void dmr_reader_put(struct dmr_core *core, u32 chunk)
+{
+	struct dmr_bucket *b = dmr_bucket(core, chunk);
+	struct bio_list waiters;
+	unsigned long flags;
+
+	bio_list_init(&waiters);
+	spin_lock_irqsave(&b->lock, flags);
+	if (!--b->readers) {
+		waiters = b->wait_readers;
+		bio_list_init(&b->wait_readers);
+	}
+	spin_unlock_irqrestore(&b->lock, flags);
+
+	dmr_defer_bios(core, &waiters);
+}
+
+static void dmr_job_free(struct dmr_job *job)
+{
+	dmr_store_free_entry(job->entry);
+	mempool_free(job, &job->core->job_pool);
+}
+
+static void dmr_free_job_list(struct llist_node *list)
+{
+	struct dmr_job *job, *tmp;
+
+	llist_for_each_entry_safe(job, tmp, list, rec.node)
+		dmr_job_free(job);
+}
+
+/* Inserts a finished job's mapping; the job's entry now belongs to the map. */
+static int dmr_job_map(struct dmr_job *job)
+{
+	struct dmr_core *core = job->core;
+	u32 chunk = job->rec.chunk, slot;
+	int r;
+
+	job->entry->chunk = chunk;
+	job->entry->slot = job->rec.slot;
+	r = dmr_store_insert(job->store, job->entry);
+	if (r)
+		return r;
+	job->entry = NULL;
+
+	if (job->store == &core->active) {
+		if (dmr_store_lookup(&core->hidden, chunk, &slot))
+			atomic_dec(&core->hidden_only);
+	} else if (!dmr_store_lookup(&core->active, chunk, &slot)) {
+		atomic_inc(&core->hidden_only);
+	}
+	return 0;
+}
+
+/* ---- commits -------------------------------------------------------------------- */
+
+static void dmr_active_commit(struct dmr_core *core)
+{
+	struct bio_list waiters;
+	struct llist_node *done;
+	struct bio *bio;
+	int err;
+
+	spin_lock_irq(&core->lock);
+	waiters = core->commit_waiters;
+	bio_list_init(&core->commit_waiters);
+	spin_unlock_irq(&core->lock);
+
+	done = dmr_store_commit(&core->active, &err);
+	dmr_free_job_list(done);
+	if (err)
+		dmr_set_error(core, err);
+
+	while ((bio = bio_list_pop(&waiters))) {
+		dmr_pb(bio)->flags |= DMR_PB_COMMITTED;
+		if (err)
+			bio->bi_status = errno_to_blk_status(err);
+		bio_endio(bio);
+	}
+}
+
+static void dmr_active_commit_work(struct work_struct *w)
+{
+	dmr_active_commit(container_of(w, struct dmr_core, active_commit_work));
+}
+
+/* Top flushes and FUA writes complete after the next commit of active. */
+static void dmr_wait_commit(struct dmr_core *core, struct bio *bio)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&core->lock, flags);
+	bio_list_add(&core->commit_waiters, bio);
+	spin_unlock_irqrestore(&core->lock, flags);
+	queue_work(core->wq, &core->active_commit_work);
+}
+
+static void dmr_periodic_work(struct work_struct *w)
+{
+	struct dmr_core *core = container_of(to_delayed_work(w),
+					     struct dmr_core, periodic_work);
+
+	if (!llist_empty(&core->active.pending))
+		queue_work(core->wq, &core->active_commit_work);
+	queue_delayed_work(core->wq, &core->periodic_work, DMR_COMMIT_PERIOD);
+}
+
+/* A port write's copy is in hidden and committed: map it, then write. */
+static void dmr_cow_committed(struct dmr_job *job, int err)
+{
+	struct dmr_core *core = job->core;
+	struct bio *bio = job->bio;
+
+	if (!err)
+		err = dmr_job_map(job);
+	dmr_job_release(job);
+	dmr_job_free(job);
+	if (err) {
+		dmr_set_error(core, err);
+		dmr_fail_bio(bio, err);
+		return;
+	}
+	dmr_remap_secondary(core, bio);
+	submit_bio_noacct(bio);
+}
+
+static void dmr_hidden_commit_work(struct work_struct *w)
+{
+	struct dmr_core *core = container_of(w, struct dmr_core,
+					     hidden_commit_work);
+	struct dmr_job *job, *tmp;
+	struct llist_node *done;
+	int err;
+
+	done = dmr_store_commit(&core->hidden, &err);
+	done = llist_reverse_order(done);
+	llist_for_each_entry_safe(job, tmp, done, rec.node)
+		dmr_cow_committed(job, err);
+}
+
+/* ---- jobs ------------------------------------------------------------------------- */
+
+static struct dmr_job *dmr_job_alloc(struct dmr_core *core)
+{
+	struct dmr_job *job = mempool_alloc(&core->job_pool, GFP_NOIO);
+
+	memset(job, 0, sizeof(*job));
+	job->core = core;
+	INIT_HLIST_NODE(&job->cell);
+	bio_list_init(&job->waiters);
+	job->entry = dmr_store_alloc_entry(GFP_NOIO);
+	if (!job->entry) {
+		mempool_free(job, &core->job_pool);
+		return NULL;
+	}
+	return job;
+}
+
+/* A job failed before its data was in: fail its bio, free the chunk. */
+static void dmr_job_fail(struct dmr_job *job, int err)
+{
+	struct bio *bio = job->bio;
+
+	dmr_job_release(job);
+	dmr_job_free(job);
+	dmr_fail_bio(bio, err);
+}
+
+static void dmr_copy_up_done(int read_err, unsigned long write_err,
+			     void *context)
+{
+	struct dmr_job *job = context;
+	struct dmr_core *core = job->core;
+	struct bio *bio = job->bio;
+	int r;
+
+	if (read_err || write_err) {
+		dmr_job_fail(job, -EIO);
+		return;
+	}
+	r = dmr_job_map(job);
+	if (r) {
+		dmr_job_fail(job, r);
+		return;
+	}
+	dmr_remap_store(core, bio, &core->active, job->rec.slot);
+	dmr_job_release(job);
+	/*
+	 * The chunk's old content is in: its record may be committed now.
+	 * A commit frees the job, so this is the job's last use here.
+	 */
+	llist_add(&job->rec.node, &core->active.pending);
+	submit_bio_noacct(bio);
+}
+
+static void dmr_cow_copied(int read_err, unsigned long write_err,
+			   void *context)
+{
+	struct dmr_job *job = context;
+	struct dmr_core *core = job->core;
+
+	if (read_err || write_err) {
+		dmr_set_error(core, -EIO);
+		dmr_job_fail(job, -EIO);
+		return;
+	}
+	llist_add(&job->rec.node, &core->hidden.pending);
+	queue_work(core->wq, &core->hidden_commit_work);
+}
+
+static void dmr_copy(struct dmr_core *core, struct dmr_job *job,
+		     struct block_device *from_bdev, sector_t from,
+		     dm_kcopyd_notify_fn fn)
+{
+	struct dmr_store *st = job->store;
+	sector_t len = dmr_chunk_len(core, job->rec.chunk);
+	struct dm_io_region src = {
+		.bdev = from_bdev,
+		.sector = from,
+		.count = len,
+	};
+	struct dm_io_region dst = {
+		.bdev = st->bdev,
+		.sector = dmr_slot_sector(st, core, job->rec.slot),
+		.count = len,
+	};
+
+	dm_kcopyd_copy(core->kc, &src, 1, &dst, 0, fn, job);
+}
+
+/* A full-chunk write is in: map it, then let its bio complete. */
+static void dmr_done_work(struct work_struct *w)
+{
+	struct dmr_core *core = container_of(w, struct dmr_core, done_work);
+	struct dmr_job *job, *tmp;
+	struct llist_node *list;
+
+	list = llist_reverse_order(llist_del_all(&core->done_jobs));
+	llist_for_each_entry_safe(job, tmp, list, done) {
+		struct bio *bio = job->bio;
+		int r = bio->bi_status ? -EIO : dmr_job_map(job);
+
+		dmr_pb(bio)->job = NULL;
+		if (r) {
+			dmr_job_release(job);
+			dmr_job_free(job);
+			if (!bio->bi_status)
+				bio->bi_status = errno_to_blk_status(r);
+		} else {
+			dmr_job_release(job);
+			llist_add(&job->rec.node, &core->active.pending);
+		}
+		bio_endio(bio);
+	}
+}
+
+/*
+ * Takes @chunk for a job under its bucket lock, or queues @bio behind the
+ * chunk's current holder.  @mapped rechecks, under the lock, whether the
+ * chunk got mapped meanwhile (then the bio needs no job).
+ */
+enum dmr_claim { DMR_CLAIMED, DMR_QUEUED, DMR_MAPPED };
+
+static enum dmr_claim dmr_claim_chunk(struct dmr_core *core,
+				      struct dmr_job *job, struct bio *bio,
+				      u32 chunk, bool port)
+{
+	struct dmr_bucket *b = dmr_bucket(core, chunk);
+	struct dmr_job *holder;
+	enum dmr_claim ret = DMR_CLAIMED;
+	u32 slot;
+
+	spin_lock_irq(&b->lock);
+	holder = dmr_busy_job(b, chunk);
+	if (holder) {
+		bio_list_add(&holder->waiters, bio);
+		ret = DMR_QUEUED;
+	} else if (dmr_store_lookup(&core->active, chunk, &slot) ||
+		   (port && dmr_store_lookup(&core->hidden, chunk, &slot))) {
+		ret = DMR_MAPPED;
+	} else if (port && b->readers) {
+		bio_list_add(&b->wait_readers, bio);
+		ret = DMR_QUEUED;
+	} else {
+		job->rec.chunk = chunk;
+		job->bio = bio;
+		hlist_add_head(&job->cell, &b->busy);
+	}
+	spin_unlock_irq(&b->lock);
+	return ret;
+}
+
+static int dmr_start_job(struct dmr_core *core, struct dmr_job *job,
+			 struct dmr_store *st)
+{
+	int r;
+
+	job->store = st;
+	r = dmr_store_alloc_slot(st, &job->rec.slot);
+	if (!r)
+		dmr_check_low_water(core, st);
+	return r;
+}
+
+/* ---- the top device's data path -------------------------------------------- */
+
+static int dmr_top_read(struct dmr_core *core, struct bio *bio, u32 chunk)
+{
+	struct dmr_bucket *b;
+	struct dmr_job *holder;
+	u32 slot;
+
+	if (dmr_store_lookup(&core->active, chunk, &slot)) {
+		dmr_remap_store(core, bio, &core->active, slot);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (dmr_store_lookup(&core->hidden, chunk, &slot)) {
+		dmr_remap_store(core, bio, &core->hidden, slot);
+		return DM_MAPIO_REMAPPED;
+	}
+
+	b = dmr_bucket(core, chunk);
+	spin_lock_irq(&b->lock);
+	holder = dmr_busy_job(b, chunk);
+	if (holder) {
+		bio_list_add(&holder->waiters, bio);
+		spin_unlock_irq(&b->lock);
+		return DM_MAPIO_SUBMITTED;
+	}
+	/* Mapped since the lookups above?  Map again, outside the lock. */
+	if (dmr_store_lookup(&core->active, chunk, &slot) ||
+	    dmr_store_lookup(&core->hidden, chunk, &slot)) {
+		spin_unlock_irq(&b->lock);
+		return dmr_top_read(core, bio, chunk);
+	}
+	b->readers++;
+	spin_unlock_irq(&b->lock);
+
+	dmr_pb(bio)->flags |= DMR_PB_READER;
+	dmr_pb(bio)->chunk = chunk;
+	dmr_remap_secondary(core, bio);
+	return DM_MAPIO_REMAPPED;
+}
+
+static bool dmr_covers_chunk(struct dmr_core *core, struct bio *bio, u32 chunk)
+{
+	return !(dmr_bio_offset(bio) & (core->chunk_sectors - 1)) &&
+	       bio_sectors(bio) == dmr_chunk_len(core, chunk);
+}
+
+static int dmr_top_write_new(struct dmr_core *core, struct bio *bio, u32 chunk)
+{
+	struct dmr_job *job = dmr_job_alloc(core);
+	u32 slot;
+	int r;
+
+	if (!job) {
+		dmr_fail_bio(bio, -ENOMEM);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	switch (dmr_claim_chunk(core, job, bio, chunk, false)) {
+	case DMR_QUEUED:
+		dmr_job_free(job);
+		return DM_MAPIO_SUBMITTED;
+	case DMR_MAPPED:
+		dmr_job_free(job);
+		if (WARN_ON_ONCE(!dmr_store_lookup(&core->active, chunk, &slot))) {
+			dmr_fail_bio(bio, -EIO);
+			return DM_MAPIO_SUBMITTED;
+		}
+		dmr_remap_store(core, bio, &core->active, slot);
+		return DM_MAPIO_REMAPPED;
+	case DMR_CLAIMED:
+		break;
+	}
+
+	r = dmr_start_job(core, job, &core->active);
+	if (r) {
+		dmr_job_fail(job, r);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	if (dmr_covers_chunk(core, bio, chunk)) {
+		/* Nothing to copy: write, and map at completion (end_io). */
+		job->kind = DMR_JOB_WRITE;
+		dmr_pb(bio)->job = job;
+		dmr_remap_store(core, bio, &core->active, job->rec.slot);
+		return DM_MAPIO_REMAPPED;
+	}
+
+	job->kind = DMR_JOB_COPY_UP;
+	if (dmr_store_lookup(&core->hidden, chunk, &slot))
+		dmr_copy(core, job, core->hidden.bdev,
+			 dmr_slot_sector(&core->hidden, core, slot),
+			 dmr_copy_up_done);
+	else
+		dmr_copy(core, job, core->secondary,
+			 (sector_t)chunk << core->chunk_shift,
+			 dmr_copy_up_done);
+	return DM_MAPIO_SUBMITTED;
+}
+
+static int dmr_top_process(struct dmr_core *core, struct bio *bio)
+{
+	u32 chunk, slot;
+
+	if (READ_ONCE(core->state) == DMR_STATE_DONE) {
+		dmr_remap_secondary(core, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (op_is_flush(bio->bi_opf) && !bio_sectors(bio)) {
+		dmr_wait_commit(core, bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	chunk = dmr_bio_chunk(core, bio);
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+		return dmr_top_read(core, bio, chunk);
+	case REQ_OP_WRITE:
+		if (dmr_store_lookup(&core->active, chunk, &slot)) {
+			dmr_remap_store(core, bio, &core->active, slot);
+			return DM_MAPIO_REMAPPED;
+		}
+		return dmr_top_write_new(core, bio, chunk);
+	default:
+		dmr_fail_bio(bio, -EIO);
+		return DM_MAPIO_SUBMITTED;
+	}
+}
+
+/* ---- the port's data path -------------------------------------------------- */
+
+static int dmr_port_write_new(struct dmr_core *core, struct bio *bio,
+			      u32 chunk)
+{
+	struct dmr_job *job = dmr_job_alloc(core);
+	int r;
+
+	if (!job) {
+		dmr_set_error(core, -ENOMEM);
+		dmr_fail_bio(bio, -ENOMEM);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	switch (dmr_claim_chunk(core, job, bio, chunk, true)) {
+	case DMR_QUEUED:
+		dmr_job_free(job);
+		return DM_MAPIO_SUBMITTED;
+	case DMR_MAPPED:
+		dmr_job_free(job);
+		dmr_remap_secondary(core, bio);
+		return DM_MAPIO_REMAPPED;
+	case DMR_CLAIMED:
+		break;
+	}
+
+	r = dmr_start_job(core, job, &core->hidden);
+	if (r) {
+		dmr_set_error(core, r);
+		dmr_job_fail(job, r);
+		return DM_MAPIO_SUBMITTED;
+	}
+	job->kind = DMR_JOB_COW;
+	dmr_copy(core, job, core->secondary, (sector_t)chunk << core->chunk_shift,
+		 dmr_cow_copied);
+	return DM_MAPIO_SUBMITTED;
+}
+
+static int dmr_port_process(struct dmr_core *core, struct bio *bio)
+{
+	u32 chunk, slot;
+
+	if (bio_op(bio) != REQ_OP_WRITE || !bio_sectors(bio)) {
+		dmr_remap_secondary(core, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (READ_ONCE(core->state) != DMR_STATE_RUNNING) {
+		dmr_fail_bio(bio, -EIO);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	chunk = dmr_bio_chunk(core, bio);
+	if (chunk >= core->nr_chunks ||
+	    dmr_store_lookup(&core->active, chunk, &slot) ||
+	    dmr_store_lookup(&core->hidden, chunk, &slot)) {
+		dmr_remap_secondary(core, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+	return dmr_port_write_new(core, bio, chunk);
+}
+
+static int dmr_process(struct dmr_core *core, struct bio *bio)
+{
+	if (dmr_pb(bio)->flags & DMR_PB_PORT)
+		return dmr_port_process(core, bio);
+	return dmr_top_process(core, bio);
+}
+
+/*
+ * Maps the bios that waited: for a chunk, for readers, or for a checkpoint.
+ * Once a bio is counted in flight, processing never returns DM_MAPIO_KILL:
+ * dm core would end it without calling end_io, and the count would leak.
+ */
+static void dmr_defer_work(struct work_struct *w)
+{
+	struct dmr_core *core = container_of(w, struct dmr_core, defer_work);
+	struct bio_list bios;
+	struct bio *bio;
+
+	spin_lock_irq(&core->lock);
+	bios = core->deferred;
+	bio_list_init(&core->deferred);
+	spin_unlock_irq(&core->lock);
+
+	while ((bio = bio_list_pop(&bios))) {
+		if (!dmr_pb(bio)->core && !dmr_enter(core, bio))
+			continue;
+		switch (dmr_process(core, bio)) {
+		case DM_MAPIO_REMAPPED:
+			submit_bio_noacct(bio);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Sets up a new bio's per-bio data and counts it in flight (or parks it). */
+static bool dmr_start_bio(struct dmr_core *core, struct dm_target *ti,
+			  struct bio *bio, u8 flags)
+{
+	struct dmr_bio *pb = dmr_pb(bio);
+
+	memset(pb, 0, sizeof(*pb));
+	pb->ti = ti;
+	pb->flags = flags;
+	return dmr_enter(core, bio);
+}
+
+static int dmr_end_io(struct dm_target *ti, struct bio *bio,
+		      blk_status_t *error)
+{
+	struct dmr_bio *pb = dmr_pb(bio);
+	struct dmr_core *core = pb->core;
+
+	if (!core)
+		return DM_ENDIO_DONE;
+
+	if (pb->job) {
+		llist_add(&pb->job->done, &core->done_jobs);
+		queue_work(core->wq, &core->done_work);
+		return DM_ENDIO_INCOMPLETE;
+	}
+	if (!(pb->flags & (DMR_PB_PORT | DMR_PB_COMMITTED)) && !*error &&
+	    bio_op(bio) == REQ_OP_WRITE && (bio->bi_opf & REQ_FUA) &&
+	    READ_ONCE(core->state) != DMR_STATE_DONE) {
+		dmr_wait_commit(core, bio);
+		return DM_ENDIO_INCOMPLETE;
+	}
+	if (pb->flags & DMR_PB_READER) {
+		pb->flags &= ~DMR_PB_READER;
+		dmr_reader_put(core, pb->chunk);
+	}
+	pb->core = NULL;
+	dmr_inflight_put(core);
+	return DM_ENDIO_DONE;
+}
+
+/* ---- loading and unloading a session's stores --------------------------------- */
+
+static void dmr_core_header(struct dmr_core *core, struct dmr_store *st,
+			    struct dmr_header *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->role = st->role;
+	h->seq = core->seq;
+	h->epoch = core->epoch;
+	memcpy(h->uuid, core->uuid, DMR_UUID_SIZE);
+	h->state = core->state;
+	h->chunk_sectors = core->chunk_sectors;
+	h->secondary_sectors = core->len;
+	h->layout = st->layout;
+}
+
+static int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st)
+{
+	struct dmr_header h;
+
+	dmr_core_header(core, st, &h);
+	return dmr_write_header(core->io, st->bdev, &h);
+}
+
+/* Reads both stores' headers and checks them against the table. */
+static int dmr_read_headers(struct dmr_secondary *s, struct dm_io_client *io,
+			    struct dmr_header *hh, struct dmr_header *ah,
+			    enum dmr_load_action *action, char **error)
+{
+	struct dm_target *ti = s->ti;
+	void *area;
+	int hrc, arc, r;
+
+	area = kmalloc(DMR_HEADER_SECTORS << SECTOR_SHIFT, GFP_KERNEL);
+	if (!area) {
+		*error = "Cannot allocate header buffer";
+		return -ENOMEM;
+	}
+
+	r = dmr_read_header_area(io, s->hidden->bdev, area);
+	if (r) {
+		*error = "Cannot read the hidden store's header";
+		goto out;
+	}
+	hrc = dmr_header_pick(area, hh, error);
+	if (hrc < 0) {
+		r = hrc;
+		goto out;
+	}
+	if (!hrc) {
+		r = dmr_header_check(hh, DMR_ROLE_HIDDEN, s->chunk_sectors,
+				     ti->len, bdev_nr_sectors(s->hidden->bdev),
+				     error);
+		if (r)
+			goto out;
+	}
+
+	r = dmr_read_header_area(io, s->active->bdev, area);
+	if (r) {
+		*error = "Cannot read the active store's header";
+		goto out;
+	}
+	arc = dmr_header_pick(area, ah, error);
+	if (arc < 0) {
+		r = arc;
+		goto out;
+	}
+	if (!arc) {
+		r = dmr_header_check(ah, DMR_ROLE_ACTIVE, s->chunk_sectors,
+				     ti->len, bdev_nr_sectors(s->active->bdev),
+				     error);
+		if (r)
+			goto out;
+	}
+
+	r = dmr_headers_reconcile(hrc, hh, arc, ah, action, error);
+	if (!r && hrc)
+		hh->seq = 0;
+	if (!r && arc)
+		ah->seq = 0;
+out:
+	kfree(area);
+	return r;
+}
+
+static void dmr_core_free(struct dmr_core *core)
+{
+	if (core->wq)
+		destroy_workqueue(core->wq);
+	dmr_store_close(&core->active);
+	dmr_store_close(&core->hidden);
+	dmr_store_exit(&core->active);
+	dmr_store_exit(&core->hidden);
+	if (core->kc)
+		dm_kcopyd_client_destroy(core->kc);
+	if (core->io)
+		dm_io_client_destroy(core->io);
+	mempool_exit(&core->job_pool);
+	kvfree(core->buckets);
+	kfree(core);
+}
+
+static struct dmr_core *dmr_core_alloc(struct dmr_secondary *s)
+{
+	struct dmr_core *core = kzalloc(sizeof(*core), GFP_KERNEL);
+	unsigned int i;
+
+	if (!core)
+		return NULL;
+	core->ses = s->session;
+	core->secondary = s->secondary->bdev;
+	core->len = s->ti->len;
+	core->chunk_sectors = s->chunk_sectors;
+	core->chunk_shift = ilog2(s->chunk_sectors);
+	core->nr_chunks = DIV_ROUND_UP_ULL(core->len, core->chunk_sectors);
+	mutex_init(&core->state_lock);
+	mutex_init(&core->event_lock);
+	init_waitqueue_head(&core->drain_wait);
+	spin_lock_init(&core->lock);
+	bio_list_init(&core->deferred);
+	bio_list_init(&core->frozen_bios);
+	bio_list_init(&core->commit_waiters);
+	init_llist_head(&core->done_jobs);
+	INIT_WORK(&core->defer_work, dmr_defer_work);
+	INIT_WORK(&core->active_commit_work, dmr_active_commit_work);
+	INIT_WORK(&core->hidden_commit_work, dmr_hidden_commit_work);
+	INIT_WORK(&core->done_work, dmr_done_work);
+	INIT_WORK(&core->event_work, dmr_event_work);
+	INIT_DELAYED_WORK(&core->periodic_work, dmr_periodic_work);
+
+	core->buckets = kvcalloc(DMR_BUCKETS, sizeof(*core->buckets),
+				 GFP_KERNEL);
+	if (!core->buckets)
+		goto bad;
+	for (i = 0; i < DMR_BUCKETS; i++) {
+		spin_lock_init(&core->buckets[i].lock);
+		INIT_HLIST_HEAD(&core->buckets[i].busy);
+		bio_list_init(&core->buckets[i].wait_readers);
+	}
+	if (mempool_init_kmalloc_pool(&core->job_pool, 64,
+				      sizeof(struct dmr_job)))
+		goto bad;
+	core->io = dm_io_client_create();
+	if (IS_ERR(core->io)) {
+		core->io = NULL;
+		goto bad;
+	}
+	core->kc = dm_kcopyd_client_create(NULL);
+	if (IS_ERR(core->kc)) {
+		core->kc = NULL;
+		goto bad;
+	}
+	core->wq = alloc_workqueue("dmr-%s", WQ_MEM_RECLAIM, 0,
+				   dm_table_device_name(s->ti->table));
+	if (!core->wq)
+		goto bad;
+	return core;
+bad:
+	dmr_core_free(core);
+	return NULL;
+}
+
+/* Sets up the session's shared header fields from what the disks hold. */
+static int dmr_core_adopt(struct dmr_core *core, enum dmr_load_action action,
+			  const struct dmr_header *hh,
+			  const struct dmr_header *ah)
+{
+	const struct dmr_header *newer = hh->seq >= ah->seq ? hh : ah;
+	int r = 0;
+
+	if (action == DMR_LOAD_FORMAT) {
+		core->seq = 1;
+		core->epoch = get_random_u64() | 1;
+		core->state = DMR_STATE_RUNNING;
+		get_random_bytes(core->uuid, DMR_UUID_SIZE);
+	} else {
+		core->seq = newer->seq;
+		core->epoch = newer->epoch;
+		core->state = newer->state;
+		memcpy(core->uuid, newer->uuid, DMR_UUID_SIZE);
+	}
+
+	/* Bring a blank or lagging store to the session's generation. */
+	if (hh->seq != core->seq)
+		r = dmr_core_write_header(core, &core->hidden);
+	if (!r && ah->seq != core->seq)
+		r = dmr_core_write_header(core, &core->active);
+	return r;
+}
+
+/* A resumed store keeps the layout its header gives; a new one gets one. */
+static int dmr_store_setup(struct dmr_core *core, struct dmr_store *st,
+			   const char *name, enum dmr_role role,
+			   struct block_device *bdev, const struct dmr_header *h)
+{
+	struct dmr_layout l = h->layout;
+	int r;
+
+	if (!h->seq)
+		dmr_layout_init(&l, bdev_nr_sectors(bdev), core->chunk_sectors);
+	r = dmr_store_init(st, name, role, &l);
+	if (!r)
+		r = dmr_store_open(st, bdev);
+	return r;
+}
+
+/* Loads the session's stores, formatting them when both are blank. */
+static struct dmr_core *dmr_core_load(struct dmr_secondary *s, char **error)
+{
+	struct dmr_header hh, ah;
+	enum dmr_load_action action;
+	struct dmr_core *core;
+	u32 hidden_only = 0, unused = 0;
+	int r;
+
+	core = dmr_core_alloc(s);
+	if (!core) {
+		*error = "Cannot allocate the replication state";
+		return ERR_PTR(-ENOMEM);
+	}
+
+	r = dmr_read_headers(s, core->io, &hh, &ah, &action, error);
+	if (r)
+		goto bad;
+	r = dmr_store_setup(core, &core->hidden, "hidden", DMR_ROLE_HIDDEN,
+			    s->hidden->bdev, &hh);
+	if (!r)
+		r = dmr_store_setup(core, &core->active, "active",
+				    DMR_ROLE_ACTIVE, s->active->bdev, &ah);
+	if (r) {
+		*error = "Cannot set up the stores";
+		goto bad;
+	}
+
+	r = dmr_core_adopt(core, action, &hh, &ah);
+	if (r) {
+		*error = "Cannot write a store header";
+		goto bad;
+	}
+	r = dmr_store_load(&core->active, core->epoch, core->nr_chunks, NULL,
+			   &unused, error);
+	if (!r)
+		r = dmr_store_load(&core->hidden, core->epoch, core->nr_chunks,
+				   &core->active, &hidden_only, error);
+	if (r)
+		goto bad;
+	atomic_set(&core->hidden_only, hidden_only);
+
+	queue_delayed_work(core->wq, &core->periodic_work, DMR_COMMIT_PERIOD);
+	return core;
+bad:
+	dmr_core_free(core);
+	return ERR_PTR(r);
+}
+
+/* Unloads the stores; nothing may be in flight on the top any more. */
+static void dmr_core_unload(struct dmr_core *core)
+{
+	dmr_freeze(core);
+	cancel_delayed_work_sync(&core->periodic_work);
+	flush_workqueue(core->wq);
+	dmr_active_commit(core);
+	dmr_free_job_list(llist_del_all(&core->active.pending));
+	dmr_core_free(core);
+}
+
+/*
+ * Moves the session to a new epoch (a checkpoint) and to @state, durably:
+ * drain the top and the port, write both headers with FUA, empty the maps,
+ * let the parked bios go.  The first header write is the commit point: on
+ * load the newer generation wins.
+ */
+static int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
+{
+	struct llist_node *discarded;
+	u64 old_seq = core->seq, old_epoch = core->epoch;
+	enum dmr_state old_state = core->state;
+	int r;
+
+	r = dmr_store_prepare_reset(&core->hidden);
+	if (!r)
+		r = dmr_store_prepare_reset(&core->active);
+	if (r)
+		return r;
+
+	dmr_freeze(core);
+
+	core->seq++;
+	core->epoch = core->epoch + 1 ? core->epoch + 1 : 1;
+	core->state = state;
+	r = dmr_core_write_header(core, &core->hidden);
+	if (r) {
+		/* Not durable: keep the old epoch. */
+		core->seq = old_seq;
+		core->epoch = old_epoch;
+		core->state = old_state;
+		dmr_thaw(core);
+		return r;
+	}
+	/* Durable from here on, whatever the active store's write gives. */
+	r = dmr_core_write_header(core, &core->active);
+
+	dmr_store_reset(&core->hidden, core->epoch, &discarded);
+	dmr_free_job_list(discarded);
+	dmr_store_reset(&core->active, core->epoch, &discarded);
+	dmr_free_job_list(discarded);
+	atomic_set(&core->hidden_only, 0);
+	atomic_set(&core->error, 0);
+	atomic_set(&core->low_water_fired, 0);
+	core->nr_checkpoints++;
+	if (r)
+		dmr_set_error(core, r);
+
+	dmr_thaw(core);
+	if (state != old_state)
+		dmr_raise_event(core);
+	return r;
+}
+
 /* ---------------------------------------------------------------------------
  * Sessions: how a port finds the secondary over the same secondary device.
  */
@@ -274,12 +1491,14 @@ static void dmr_session_put(struct dmr_session *ses)
 /*
  * A secondary table joins the session of its secondary device, making it
  * when there is none.  Only one mapped device may be the secondary of a
- * session; a reload of that device's table joins the same session.
+ * session; a reload of that device's table joins the same session, with the
+ * same stores while they are loaded.
  */
-static int dmr_session_attach_top(struct dm_target *ti, dev_t dev,
-				  struct dmr_session **out)
+static int dmr_session_attach_top(struct dmr_secondary *s)
 {
+	struct dm_target *ti = s->ti;
 	struct mapped_device *md = dm_table_get_md(ti->table);
+	dev_t dev = s->secondary->bdev->bd_dev;
 	struct dmr_session *ses;
 	int r = 0;
 
@@ -295,6 +1514,14 @@ static int dmr_session_attach_top(struct dm_target *ti, dev_t dev,
 		r = -EINVAL;
 		goto out;
 	}
+	if (ses && rcu_access_pointer(ses->core) &&
+	    (ses->hidden_dev != s->hidden->bdev->bd_dev ||
+	     ses->active_dev != s->active->bdev->bd_dev ||
+	     ses->chunk_sectors != s->chunk_sectors)) {
+		ti->error = "Cannot change the stores or chunk size of a loaded session";
+		r = -EINVAL;
+		goto out;
+	}
 	if (!ses) {
 		ses = kzalloc(sizeof(*ses), GFP_KERNEL);
 		if (!ses) {
@@ -303,27 +1530,26 @@ static int dmr_session_attach_top(struct dm_target *ti, dev_t dev,
 			goto out;
 		}
 		ses->secondary_dev = dev;
-		ses->state = DMR_STATE_RUNNING;
 		list_add(&ses->list, &dmr_sessions);
 	}
 	ses->top_md = md;
 	ses->nr_top++;
-	*out = ses;
+	s->session = ses;
 out:
 	mutex_unlock(&dmr_sessions_lock);
 	return r;
 }
 
-/* A port table joins the session of a loaded secondary over @dev. */
-static int dmr_session_attach_port(struct dm_target *ti, dev_t dev,
-				   struct dmr_session **out)
+/* A port table joins the session of a loaded secondary over its device. */
+static int dmr_session_attach_port(struct dmr_port *p)
 {
+	struct dm_target *ti = p->ti;
 	struct mapped_device *md = dm_table_get_md(ti->table);
 	struct dmr_session *ses;
 	int r = 0;
 
 	mutex_lock(&dmr_sessions_lock);
-	ses = dmr_session_find(dev);
+	ses = dmr_session_find(p->secondary->bdev->bd_dev);
 	if (!ses || !ses->nr_top) {
 		ti->error = "No replication secondary is loaded over this secondary device";
 		r = -ENODEV;
@@ -341,18 +1567,29 @@ static int dmr_session_attach_port(struct dm_target *ti, dev_t dev,
 	}
 	ses->port_md = md;
 	ses->nr_port++;
-	*out = ses;
+	p->session = ses;
 out:
 	mutex_unlock(&dmr_sessions_lock);
 	return r;
 }
 
-static void dmr_session_detach_top(struct dmr_session *ses)
+/* Returns the session's loaded state to unload when this was its last top. */
+static struct dmr_core *dmr_session_detach_top(struct dmr_session *ses)
 {
+	struct dmr_core *core = NULL;
+
 	mutex_lock(&dmr_sessions_lock);
-	ses->nr_top--;
+	if (!--ses->nr_top) {
+		core = rcu_dereference_protected(ses->core,
+						 lockdep_is_held(&dmr_sessions_lock));
+		RCU_INIT_POINTER(ses->core, NULL);
+	}
 	dmr_session_put(ses);
 	mutex_unlock(&dmr_sessions_lock);
+
+	if (core)
+		synchronize_rcu();	/* port bios see no core, or count */
+	return core;
 }
 
 static void dmr_session_detach_port(struct dmr_session *ses)
@@ -361,16 +1598,6 @@ static void dmr_session_detach_port(struct dmr_session *ses)
 	ses->nr_port--;
 	dmr_session_put(ses);
 	mutex_unlock(&dmr_sessions_lock);
-}
-
-static enum dmr_state dmr_session_state(struct dmr_session *ses)
-{
-	enum dmr_state state;
-
-	mutex_lock(&dmr_sessions_lock);
-	state = ses->state;
-	mutex_unlock(&dmr_sessions_lock);
-	return state;
 }
 
 /* ---------------------------------------------------------------------------
@@ -409,12 +1636,6 @@ static int dmr_check_len(struct dm_target *ti, struct dm_dev *dev,
 	return 0;
 }
 
-/* Until the data path exists, every bio fails with EIO. */
-static int dmr_map_unimplemented(struct dm_target *ti, struct bio *bio)
-{
-	return DM_MAPIO_KILL;
-}
-
 /* ---------------------------------------------------------------------------
  * Secondary mode.
  */
@@ -422,6 +1643,12 @@ static int dmr_map_unimplemented(struct dm_target *ti, struct bio *bio)
 static struct dmr_secondary *to_secondary(struct dm_target *ti)
 {
 	return container_of(ti->private, struct dmr_secondary, base);
+}
+
+/* The loaded state, while this table may do I/O (after its preresume). */
+static struct dmr_core *dmr_secondary_core(struct dmr_secondary *s)
+{
+	return rcu_dereference_protected(s->session->core, true);
 }
 
 static const struct dmr_mode_ops dmr_secondary_ops;
@@ -472,6 +1699,10 @@ static int dmr_secondary_get_devs(struct dm_target *ti,
 static int dmr_secondary_check_stores(struct dm_target *ti,
 				      struct dmr_secondary *s)
 {
+	if (DIV_ROUND_UP_ULL(ti->len, s->chunk_sectors) > U32_MAX) {
+		ti->error = "Target has more than 2^32 chunks: use a larger chunk size";
+		return -EINVAL;
+	}
 	if (!dmr_store_capacity(dmr_dev_sectors(s->hidden), s->chunk_sectors)) {
 		ti->error = "Hidden device is too small to hold a chunk";
 		return -EINVAL;
@@ -481,6 +1712,32 @@ static int dmr_secondary_check_stores(struct dm_target *ti,
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/*
+ * Checks the stores' headers, reading only: the first table of a session
+ * refuses bad stores here, with ti->error.  A reload of a loaded session
+ * reads nothing (its stores are in use) and the loading itself, which may
+ * write, waits for preresume.
+ */
+static int dmr_secondary_check_headers(struct dm_target *ti,
+				       struct dmr_secondary *s)
+{
+	struct dmr_header hh, ah;
+	enum dmr_load_action action;
+	struct dm_io_client *io;
+	int r;
+
+	if (rcu_access_pointer(s->session->core))
+		return 0;
+	io = dm_io_client_create();
+	if (IS_ERR(io)) {
+		ti->error = "Cannot create a dm-io client";
+		return PTR_ERR(io);
+	}
+	r = dmr_read_headers(s, io, &hh, &ah, &action, &ti->error);
+	dm_io_client_destroy(io);
+	return r;
 }
 
 static int dmr_secondary_ctr(struct dm_target *ti, struct dm_arg_set *as)
@@ -522,14 +1779,20 @@ static int dmr_secondary_ctr(struct dm_target *ti, struct dm_arg_set *as)
 		goto bad;
 	}
 
-	r = dmr_session_attach_top(ti, s->secondary->bdev->bd_dev, &s->session);
+	r = dmr_session_attach_top(s);
 	if (r)
 		goto bad;
+	r = dmr_secondary_check_headers(ti, s);
+	if (r)
+		goto bad_detach;
 
 	ti->num_flush_bios = 1;
+	ti->per_io_data_size = sizeof(struct dmr_bio);
 	ti->private = &s->base;
 	return 0;
 
+bad_detach:
+	WARN_ON_ONCE(dmr_session_detach_top(s->session));
 bad:
 	dmr_secondary_put_devs(ti, s);
 	kfree(s);
@@ -539,26 +1802,101 @@ bad:
 static void dmr_secondary_dtr(struct dm_target *ti)
 {
 	struct dmr_secondary *s = to_secondary(ti);
+	struct dmr_core *core = dmr_secondary_core(s);
+	struct dmr_core *last;
 
-	dmr_session_detach_top(s->session);
+	if (core) {
+		mutex_lock(&core->event_lock);
+		if (core->ti == ti)
+			core->ti = NULL;
+		mutex_unlock(&core->event_lock);
+	}
+	last = dmr_session_detach_top(s->session);
+	if (last)
+		dmr_core_unload(last);
 	dmr_secondary_put_devs(ti, s);
 	kfree(s);
+}
+
+static int dmr_secondary_preresume(struct dm_target *ti)
+{
+	struct dmr_secondary *s = to_secondary(ti);
+	struct dmr_session *ses = s->session;
+	struct dmr_core *core;
+	char *error;
+
+	mutex_lock(&dmr_sessions_lock);
+	core = rcu_dereference_protected(ses->core,
+					 lockdep_is_held(&dmr_sessions_lock));
+	if (!core) {
+		core = dmr_core_load(s, &error);
+		if (IS_ERR(core)) {
+			mutex_unlock(&dmr_sessions_lock);
+			DMERR("%s: cannot load the stores: %s",
+			      dm_table_device_name(ti->table), error);
+			return PTR_ERR(core);
+		}
+		ses->hidden_dev = s->hidden->bdev->bd_dev;
+		ses->active_dev = s->active->bdev->bd_dev;
+		ses->chunk_sectors = s->chunk_sectors;
+		rcu_assign_pointer(ses->core, core);
+	}
+	mutex_unlock(&dmr_sessions_lock);
+
+	core->low_water_mark = s->features.has_low_water_mark ?
+			       s->features.low_water_mark : 0;
+	mutex_lock(&core->event_lock);
+	core->ti = ti;
+	mutex_unlock(&core->event_lock);
+	return 0;
+}
+
+/* Suspend and reload lose nothing: commit what completed. */
+static void dmr_secondary_postsuspend(struct dm_target *ti)
+{
+	struct dmr_core *core = dmr_secondary_core(to_secondary(ti));
+
+	if (core)
+		dmr_active_commit(core);
+}
+
+static int dmr_secondary_map(struct dm_target *ti, struct bio *bio)
+{
+	struct dmr_core *core = dmr_secondary_core(to_secondary(ti));
+
+	if (unlikely(!core))
+		return DM_MAPIO_KILL;
+	if (!dmr_start_bio(core, ti, bio, 0))
+		return DM_MAPIO_SUBMITTED;
+	return dmr_process(core, bio);
 }
 
 static void dmr_secondary_status_info(struct dm_target *ti, char *result,
 				      unsigned int maxlen)
 {
 	struct dmr_secondary *s = to_secondary(ti);
-	sector_t active = dmr_store_capacity(dmr_dev_sectors(s->active),
-					     s->chunk_sectors);
-	sector_t hidden = dmr_store_capacity(dmr_dev_sectors(s->hidden),
-					     s->chunk_sectors);
+	struct dmr_core *core = dmr_secondary_core(s);
 	unsigned int sz = 0;
 
+	if (!core) {
+		DMEMIT("secondary %s 0 0/%llu 0/%llu 0 0",
+		       dmr_state_name(DMR_STATE_RUNNING),
+		       (unsigned long long)dmr_store_capacity(dmr_dev_sectors(s->active),
+							      s->chunk_sectors),
+		       (unsigned long long)dmr_store_capacity(dmr_dev_sectors(s->hidden),
+							      s->chunk_sectors));
+		return;
+	}
 	DMEMIT("secondary %s %d %u/%llu %u/%llu %u %u",
-	       dmr_state_name(dmr_session_state(s->session)), 0,
-	       0, (unsigned long long)active, 0, (unsigned long long)hidden,
-	       0, 0);
+	       dmr_state_name(READ_ONCE(core->state)),
+	       atomic_read(&core->error),
+	       dmr_store_used(&core->active),
+	       (unsigned long long)core->active.layout.nr_slots,
+	       dmr_store_used(&core->hidden),
+	       (unsigned long long)core->hidden.layout.nr_slots,
+	       READ_ONCE(core->nr_checkpoints),
+	       atomic_read(&core->active.nr_mapped) +
+	       atomic_read(&core->hidden_only));
 }
 
 static void dmr_secondary_status_table(struct dm_target *ti, char *result,
@@ -580,6 +1918,7 @@ static int dmr_secondary_message(struct dm_target *ti, unsigned int argc,
 {
 	struct dmr_secondary *s = to_secondary(ti);
 	const char *name = dm_table_device_name(ti->table);
+	struct dmr_core *core = dmr_secondary_core(s);
 	enum dmr_msg msg;
 	char *error;
 	int r;
@@ -589,16 +1928,36 @@ static int dmr_secondary_message(struct dm_target *ti, unsigned int argc,
 		DMERR("%s: %s: %s", name, error, argv[0]);
 		return r;
 	}
+	if (!core) {
+		DMERR("%s: %s: the stores are not loaded (resume the device first)",
+		      name, argv[0]);
+		return -EINVAL;
+	}
 
-	switch (msg) {
-	case DMR_MSG_FAILOVER:
-		return dmr_commit_start(s);
-	case DMR_MSG_CHECKPOINT:
-	case DMR_MSG_STOP:
+	mutex_lock(&core->state_lock);
+	switch (dmr_msg_action(core->state, msg)) {
+	case DMR_ACT_NOTHING:
+		r = 0;
+		break;
+	case DMR_ACT_CHECKPOINT:
+		r = dmr_new_epoch(core, core->state);
+		break;
+	case DMR_ACT_STOP:
+		r = dmr_new_epoch(core, DMR_STATE_DONE);
+		break;
+	case DMR_ACT_FAILOVER:
+		r = dmr_commit_start(core);
+		break;
+	case DMR_ACT_REFUSE:
+		DMERR("%s: %s is not allowed in state %s", name, argv[0],
+		      dmr_state_name(core->state));
+		r = -EINVAL;
 		break;
 	}
-	DMERR("%s: %s is not implemented yet", name, argv[0]);
-	return -EOPNOTSUPP;
+	mutex_unlock(&core->state_lock);
+	if (r && r != -EINVAL)
+		DMERR("%s: %s failed: %d", name, argv[0], r);
+	return r;
 }
 
 static int dmr_secondary_iterate_devices(struct dm_target *ti,
@@ -620,7 +1979,10 @@ static const struct dmr_mode_ops dmr_secondary_ops = {
 	.name = "secondary",
 	.ctr = dmr_secondary_ctr,
 	.dtr = dmr_secondary_dtr,
-	.map = dmr_map_unimplemented,
+	.map = dmr_secondary_map,
+	.end_io = dmr_end_io,
+	.preresume = dmr_secondary_preresume,
+	.postsuspend = dmr_secondary_postsuspend,
 	.status_info = dmr_secondary_status_info,
 	.status_table = dmr_secondary_status_table,
 	.message = dmr_secondary_message,
@@ -628,7 +1990,7 @@ static const struct dmr_mode_ops dmr_secondary_ops = {
 };
 
 /* ---------------------------------------------------------------------------
- * Primary mode.
+ * Primary mode.  Parsing only: the mirroring comes with the primary's issue.
  */
 
 static struct dmr_primary *to_primary(struct dm_target *ti)
@@ -712,6 +2074,12 @@ static void dmr_primary_dtr(struct dm_target *ti)
 	kfree(p);
 }
 
+/* Until the primary's data path exists, every bio fails with EIO. */
+static int dmr_primary_map(struct dm_target *ti, struct bio *bio)
+{
+	return DM_MAPIO_KILL;
+}
+
 static void dmr_primary_status_info(struct dm_target *ti, char *result,
 				    unsigned int maxlen)
 {
@@ -754,7 +2122,7 @@ static const struct dmr_mode_ops dmr_primary_ops = {
 	.name = "primary",
 	.ctr = dmr_primary_ctr,
 	.dtr = dmr_primary_dtr,
-	.map = dmr_map_unimplemented,
+	.map = dmr_primary_map,
 	.status_info = dmr_primary_status_info,
 	.status_table = dmr_primary_status_table,
 	.message = dmr_no_message,
@@ -798,12 +2166,12 @@ static int dmr_port_ctr(struct dm_target *ti, struct dm_arg_set *as)
 			  "Target length exceeds the secondary device");
 	if (r)
 		goto bad;
-	r = dmr_session_attach_port(ti, p->secondary->bdev->bd_dev,
-				    &p->session);
+	r = dmr_session_attach_port(p);
 	if (r)
 		goto bad;
 
 	ti->num_flush_bios = 1;
+	ti->per_io_data_size = sizeof(struct dmr_bio);
 	ti->private = &p->base;
 	return 0;
 
@@ -823,13 +2191,61 @@ static void dmr_port_dtr(struct dm_target *ti)
 	kfree(p);
 }
 
+/*
+ * The port finds the session's loaded state under RCU and counts its bio in
+ * flight before it leaves the read-side section, so the state outlives it.
+ * Without loaded stores, reads pass and writes fail.
+ */
+static int dmr_port_map(struct dm_target *ti, struct bio *bio)
+{
+	struct dmr_port *p = to_port(ti);
+	struct dmr_core *core;
+	bool entered = false;
+
+	rcu_read_lock();
+	core = rcu_dereference(p->session->core);
+	if (core && bio_op(bio) == REQ_OP_WRITE && bio_sectors(bio)) {
+		sector_t off = dm_target_offset(ti, bio->bi_iter.bi_sector);
+		sector_t left = core->chunk_sectors -
+				(off & (core->chunk_sectors - 1));
+
+		/* The top may have been reloaded with another chunk size. */
+		if (bio_sectors(bio) > left)
+			dm_accept_partial_bio(bio, left);
+	}
+	if (core)
+		entered = dmr_start_bio(core, ti, bio, DMR_PB_PORT);
+	rcu_read_unlock();
+	/* Counted in flight, the core stays while the bio is processed. */
+	if (core)
+		return entered ? dmr_process(core, bio) : DM_MAPIO_SUBMITTED;
+
+	memset(dmr_pb(bio), 0, sizeof(struct dmr_bio));
+	if (bio_op(bio) == REQ_OP_WRITE && bio_sectors(bio))
+		return DM_MAPIO_KILL;
+	bio_set_dev(bio, p->secondary->bdev);
+	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+	return DM_MAPIO_REMAPPED;
+}
+
 static void dmr_port_status_info(struct dm_target *ti, char *result,
 				 unsigned int maxlen)
 {
 	struct dmr_port *p = to_port(ti);
+	enum dmr_state state = DMR_STATE_RUNNING;
+	struct dmr_core *core;
+	u32 copied = 0;
 	unsigned int sz = 0;
 
-	DMEMIT("port %s %u", dmr_state_name(dmr_session_state(p->session)), 0);
+	rcu_read_lock();
+	core = rcu_dereference(p->session->core);
+	if (core) {
+		state = READ_ONCE(core->state);
+		copied = dmr_store_used(&core->hidden);
+	}
+	rcu_read_unlock();
+
+	DMEMIT("port %s %u", core ? dmr_state_name(state) : "unloaded", copied);
 }
 
 static void dmr_port_status_table(struct dm_target *ti, char *result,
@@ -853,7 +2269,8 @@ static const struct dmr_mode_ops dmr_port_ops = {
 	.name = "port",
 	.ctr = dmr_port_ctr,
 	.dtr = dmr_port_dtr,
-	.map = dmr_map_unimplemented,
+	.map = dmr_port_map,
+	.end_io = dmr_end_io,
 	.status_info = dmr_port_status_info,
 	.status_table = dmr_port_status_table,
 	.message = dmr_no_message,
@@ -893,6 +2310,29 @@ static int replication_map(struct dm_target *ti, struct bio *bio)
 	return dmr_ops(ti)->map(ti, bio);
 }
 
+static int replication_end_io(struct dm_target *ti, struct bio *bio,
+			      blk_status_t *error)
+{
+	const struct dmr_mode_ops *ops = dmr_ops(ti);
+
+	return ops->end_io ? ops->end_io(ti, bio, error) : DM_ENDIO_DONE;
+}
+
+static int replication_preresume(struct dm_target *ti)
+{
+	const struct dmr_mode_ops *ops = dmr_ops(ti);
+
+	return ops->preresume ? ops->preresume(ti) : 0;
+}
+
+static void replication_postsuspend(struct dm_target *ti)
+{
+	const struct dmr_mode_ops *ops = dmr_ops(ti);
+
+	if (ops->postsuspend)
+		ops->postsuspend(ti);
+}
+
 static void replication_status(struct dm_target *ti, status_type_t type,
 			       unsigned int status_flags, char *result,
 			       unsigned int maxlen)
@@ -929,11 +2369,14 @@ static int replication_iterate_devices(struct dm_target *ti,
 
 static struct target_type replication_target = {
 	.name = "replication",
-	.version = { 0, 1, 0 },
+	.version = { 0, 2, 0 },
 	.module = THIS_MODULE,
 	.ctr = replication_ctr,
 	.dtr = replication_dtr,
 	.map = replication_map,
+	.end_io = replication_end_io,
+	.preresume = replication_preresume,
+	.postsuspend = replication_postsuspend,
 	.status = replication_status,
 	.message = replication_message,
 	.iterate_devices = replication_iterate_devices,
@@ -943,15 +2386,21 @@ static int __init dm_replication_init(void)
 {
 	int r;
 
-	r = dm_register_target(&replication_target);
+	r = dmr_cow_init();
 	if (r)
+		return r;
+	r = dm_register_target(&replication_target);
+	if (r) {
 		DMERR("target registration failed: %d", r);
+		dmr_cow_exit();
+	}
 	return r;
 }
 
 static void __exit dm_replication_exit(void)
 {
 	dm_unregister_target(&replication_target);
+	dmr_cow_exit();
 }
 
 module_init(dm_replication_init);
