@@ -6,7 +6,10 @@
  * CONFIG_DM_REPLICATION_KUNIT_TEST (see tests/kunit/run).
  */
 #include <kunit/test.h>
+#include <linux/crc32c.h>
 #include <linux/kernel.h>
+#include <linux/llist.h>
+#include <linux/slab.h>
 
 #include "dm-replication.h"
 
@@ -106,15 +109,49 @@ static void chunk_size_rejects_bad_values(struct kunit *test)
 	}
 }
 
-static void store_capacity_reserves_the_header_chunk(struct kunit *test)
+static void store_capacity_leaves_room_for_header_and_records(struct kunit *test)
 {
+	/* 8 header sectors + one 4 KiB block of records, aligned to a chunk. */
 	KUNIT_EXPECT_EQ(test, dmr_store_capacity(0, 8), (sector_t)0);
-	KUNIT_EXPECT_EQ(test, dmr_store_capacity(7, 8), (sector_t)0);
-	KUNIT_EXPECT_EQ(test, dmr_store_capacity(8, 8), (sector_t)0);
-	KUNIT_EXPECT_EQ(test, dmr_store_capacity(16, 8), (sector_t)1);
-	KUNIT_EXPECT_EQ(test, dmr_store_capacity(23, 8), (sector_t)1);
-	KUNIT_EXPECT_EQ(test, dmr_store_capacity(2048 * 64, 2048),
-			(sector_t)63);
+	KUNIT_EXPECT_EQ(test, dmr_store_capacity(16, 8), (sector_t)0);
+	KUNIT_EXPECT_EQ(test, dmr_store_capacity(23, 8), (sector_t)0);
+	KUNIT_EXPECT_EQ(test, dmr_store_capacity(24, 8), (sector_t)1);
+	KUNIT_EXPECT_EQ(test, dmr_store_capacity(2048 * 2, 2048), (sector_t)1);
+	KUNIT_EXPECT_EQ(test, dmr_store_capacity(2048 * 64, 2048), (sector_t)63);
+	/* 64 MiB of 4 KiB chunks: 16384 - 1 (headers) - 64 (records) + 1. */
+	KUNIT_EXPECT_EQ(test, dmr_store_capacity(131072, 8), (sector_t)16319);
+}
+
+static void layout_fits_the_device_for_every_size(struct kunit *test)
+{
+	static const u32 chunks[] = { 8, 64, 2048 };
+	unsigned int i;
+	u64 dev;
+
+	for (i = 0; i < ARRAY_SIZE(chunks); i++) {
+		for (dev = 0; dev < 40000; dev += 97) {
+			struct dmr_layout l;
+			u64 end;
+
+			dmr_layout_init(&l, dev, chunks[i]);
+			end = l.data_start + l.nr_slots * chunks[i];
+			if (l.nr_slots)
+				KUNIT_EXPECT_LE(test, end, dev);
+			KUNIT_EXPECT_EQ(test, l.meta_start, (u64)DMR_HEADER_SECTORS);
+			KUNIT_EXPECT_EQ(test, l.data_start % chunks[i], 0ULL);
+			KUNIT_EXPECT_GE(test, l.data_start,
+					l.meta_start + l.meta_blocks * 8);
+			KUNIT_EXPECT_GE(test, l.meta_blocks * DMR_RECORDS_PER_BLOCK,
+					l.nr_slots);
+			/* And it is the largest: one more slot would not fit. */
+			if (l.nr_slots) {
+				struct dmr_layout m;
+
+				dmr_layout_init(&m, end - 1, chunks[i]);
+				KUNIT_EXPECT_LT(test, m.nr_slots, l.nr_slots);
+			}
+		}
+	}
 }
 
 /* ---- feature arguments ------------------------------------------------- */
@@ -269,12 +306,430 @@ static void state_names_match_the_status_contract(struct kunit *test)
 			   "unknown");
 }
 
+/* ---- on-disk headers ----------------------------------------------------- */
+
+static void make_header(struct dmr_header *h, enum dmr_role role, u64 seq)
+{
+	memset(h, 0, sizeof(*h));
+	h->role = role;
+	h->seq = seq;
+	h->epoch = 0x1234567890abcdefULL;
+	memset(h->uuid, 0xa5, DMR_UUID_SIZE);
+	h->state = DMR_STATE_RUNNING;
+	h->chunk_sectors = 8;
+	h->secondary_sectors = 1 << 20;
+	dmr_layout_init(&h->layout, 1 << 17, 8);
+}
+
+static void header_round_trips(struct kunit *test)
+{
+	struct dmr_disk_header d;
+	struct dmr_header h, back;
+	char *error = NULL;
+
+	make_header(&h, DMR_ROLE_ACTIVE, 7);
+	h.state = DMR_STATE_DONE;
+	h.commit_cursor = 99;
+	dmr_header_encode(&h, &d);
+	KUNIT_ASSERT_EQ(test, dmr_header_decode(&d, &back, &error), 0);
+	KUNIT_EXPECT_EQ(test, back.role, DMR_ROLE_ACTIVE);
+	KUNIT_EXPECT_EQ(test, back.seq, 7ULL);
+	KUNIT_EXPECT_EQ(test, back.epoch, h.epoch);
+	KUNIT_EXPECT_EQ(test, back.state, DMR_STATE_DONE);
+	KUNIT_EXPECT_EQ(test, back.chunk_sectors, 8U);
+	KUNIT_EXPECT_EQ(test, back.secondary_sectors, 1ULL << 20);
+	KUNIT_EXPECT_EQ(test, back.layout.nr_slots, h.layout.nr_slots);
+	KUNIT_EXPECT_EQ(test, back.layout.data_start, h.layout.data_start);
+	KUNIT_EXPECT_EQ(test, back.commit_cursor, 99ULL);
+	KUNIT_EXPECT_EQ(test, memcmp(back.uuid, h.uuid, DMR_UUID_SIZE), 0);
+	KUNIT_EXPECT_EQ(test, le32_to_cpu(d.magic), DMR_MAGIC);
+	KUNIT_EXPECT_NULL(test, error);
+}
+
+/* Each corruption, re-checksummed or not, and the reason it gives. */
+struct header_case {
+	const char *name;
+	void (*corrupt)(struct dmr_disk_header *d);
+	bool fix_csum;
+	const char *error;
+};
+
+static void hc_magic(struct dmr_disk_header *d)
+{
+	d->magic = cpu_to_le32(0xdeadbeef);
+}
+
+static void hc_flip(struct dmr_disk_header *d)
+{
+	d->epoch ^= cpu_to_le64(1);
+}
+
+static void hc_version(struct dmr_disk_header *d)
+{
+	d->version = cpu_to_le32(2);
+}
+
+static void hc_role(struct dmr_disk_header *d)
+{
+	d->role = cpu_to_le32(3);
+}
+
+static void hc_state(struct dmr_disk_header *d)
+{
+	d->state = cpu_to_le32(DMR_NR_STATES);
+}
+
+static void hc_seq(struct dmr_disk_header *d)
+{
+	d->seq = 0;
+}
+
+static void hc_epoch(struct dmr_disk_header *d)
+{
+	d->epoch = 0;
+}
+
+static void hc_chunk(struct dmr_disk_header *d)
+{
+	d->chunk_sectors = cpu_to_le32(12);
+}
+
+static void hc_layout(struct dmr_disk_header *d)
+{
+	d->data_start = cpu_to_le64(le64_to_cpu(d->data_start) + 8);
+}
+
+static void hc_slots(struct dmr_disk_header *d)
+{
+	d->nr_slots = 0;
+}
+
+static const struct header_case header_cases[] = {
+	{ "magic", hc_magic, true,
+	  "Store header has a wrong magic: not a dm-replication store" },
+	{ "checksum", hc_flip, false, "Store header has a bad checksum" },
+	{ "version", hc_version, true, "Store header has an unsupported version" },
+	{ "role", hc_role, true, "Store header has an unknown role" },
+	{ "state", hc_state, true, "Store header has an unknown state" },
+	{ "seq", hc_seq, true, "Store header has a zero generation or epoch" },
+	{ "epoch", hc_epoch, true, "Store header has a zero generation or epoch" },
+	{ "chunk", hc_chunk, true, "Store header has an invalid chunk size" },
+	{ "layout", hc_layout, true, "Store header has an invalid layout" },
+	{ "slots", hc_slots, true, "Store header has an invalid layout" },
+};
+
+static void header_rejects_each_corruption(struct kunit *test)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(header_cases); i++) {
+		const struct header_case *c = &header_cases[i];
+		struct dmr_disk_header d;
+		struct dmr_header h;
+		char *error = NULL;
+
+		make_header(&h, DMR_ROLE_HIDDEN, 3);
+		dmr_header_encode(&h, &d);
+		c->corrupt(&d);
+		if (c->fix_csum)
+			d.csum = cpu_to_le32(crc32c(~0U, (u8 *)&d + 4,
+						    sizeof(d) - 4));
+		KUNIT_EXPECT_EQ_MSG(test, dmr_header_decode(&d, &h, &error),
+				    -EINVAL, "case %s", c->name);
+		KUNIT_EXPECT_STREQ_MSG(test, error, c->error, "case %s",
+				       c->name);
+	}
+}
+
+static void *header_area(struct kunit *test)
+{
+	void *area = kunit_kzalloc(test, DMR_HEADER_SECTORS << SECTOR_SHIFT,
+				   GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, area);
+	return area;
+}
+
+static void pick_blank_and_newest(struct kunit *test)
+{
+	struct dmr_disk_header *d = header_area(test);
+	struct dmr_header h, out;
+	char *error = NULL;
+
+	KUNIT_EXPECT_EQ(test, dmr_header_pick(d, &out, &error), 1);
+
+	make_header(&h, DMR_ROLE_HIDDEN, 1);	/* seq 1 goes to copy B */
+	dmr_header_encode(&h, &d[1]);
+	KUNIT_EXPECT_EQ(test, dmr_header_pick(d, &out, &error), 0);
+	KUNIT_EXPECT_EQ(test, out.seq, 1ULL);
+
+	h.seq = 2;
+	h.epoch++;
+	dmr_header_encode(&h, &d[0]);
+	KUNIT_EXPECT_EQ(test, dmr_header_pick(d, &out, &error), 0);
+	KUNIT_EXPECT_EQ(test, out.seq, 2ULL);
+	KUNIT_EXPECT_EQ(test, out.epoch, h.epoch);
+
+	/* Anything in the rest of the first 4 KiB is not blank either. */
+	memset(d, 0, DMR_HEADER_SECTORS << SECTOR_SHIFT);
+	((u8 *)d)[4000] = 1;
+	KUNIT_EXPECT_EQ(test, dmr_header_pick(d, &out, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Store header has a wrong magic: not a dm-replication store");
+}
+
+static void pick_survives_a_torn_copy(struct kunit *test)
+{
+	struct dmr_disk_header *d = header_area(test);
+	struct dmr_header h, out;
+	char *error = NULL;
+
+	make_header(&h, DMR_ROLE_ACTIVE, 3);
+	dmr_header_encode(&h, &d[1]);
+	h.seq = 4;
+	h.epoch++;
+	dmr_header_encode(&h, &d[0]);
+	/* The write of generation 4 was torn: its copy is half garbage. */
+	memset((u8 *)&d[0] + 100, 0x5a, 200);
+	KUNIT_EXPECT_EQ(test, dmr_header_pick(d, &out, &error), 0);
+	KUNIT_EXPECT_EQ(test, out.seq, 3ULL);
+	KUNIT_EXPECT_EQ(test, out.epoch, h.epoch - 1);
+
+	/* Both torn: refused, with the reason. */
+	memset((u8 *)&d[1] + 100, 0x5a, 200);
+	KUNIT_EXPECT_EQ(test, dmr_header_pick(d, &out, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error, "Store header has a bad checksum");
+}
+
+static void check_matches_the_table(struct kunit *test)
+{
+	struct dmr_header h;
+	char *error = NULL;
+	u64 dev = 1 << 17;
+
+	make_header(&h, DMR_ROLE_HIDDEN, 1);
+	KUNIT_EXPECT_EQ(test, dmr_header_check(&h, DMR_ROLE_HIDDEN, 8, 1 << 20,
+					       dev, &error), 0);
+	KUNIT_EXPECT_EQ(test, dmr_header_check(&h, DMR_ROLE_ACTIVE, 8, 1 << 20,
+					       dev, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Active device holds a hidden store: devices swapped?");
+	KUNIT_EXPECT_EQ(test, dmr_header_check(&h, DMR_ROLE_HIDDEN, 16, 1 << 20,
+					       dev, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Hidden store was made with another chunk size");
+	KUNIT_EXPECT_EQ(test, dmr_header_check(&h, DMR_ROLE_HIDDEN, 8, 1 << 19,
+					       dev, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Hidden store was made for another target length");
+	KUNIT_EXPECT_EQ(test, dmr_header_check(&h, DMR_ROLE_HIDDEN, 8, 1 << 20,
+					       dev - 8, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Hidden device is smaller than its store's header says");
+	/* A device that grew is fine: the header's layout still fits. */
+	KUNIT_EXPECT_EQ(test, dmr_header_check(&h, DMR_ROLE_HIDDEN, 8, 1 << 20,
+					       dev * 2, &error), 0);
+}
+
+static void reconcile_decides_format_resume_or_refusal(struct kunit *test)
+{
+	struct dmr_header hh, ah;
+	enum dmr_load_action action;
+	char *error = NULL;
+
+	KUNIT_EXPECT_EQ(test, dmr_headers_reconcile(1, &hh, 1, &ah, &action,
+						    &error), 0);
+	KUNIT_EXPECT_EQ(test, action, DMR_LOAD_FORMAT);
+
+	make_header(&hh, DMR_ROLE_HIDDEN, 1);
+	make_header(&ah, DMR_ROLE_ACTIVE, 1);
+	KUNIT_EXPECT_EQ(test, dmr_headers_reconcile(0, &hh, 1, &ah, &action,
+						    &error), 0);
+	KUNIT_EXPECT_EQ(test, action, DMR_LOAD_FINISH_FORMAT);
+	KUNIT_EXPECT_EQ(test, dmr_headers_reconcile(1, &hh, 0, &ah, &action,
+						    &error), 0);
+	KUNIT_EXPECT_EQ(test, action, DMR_LOAD_FINISH_FORMAT);
+
+	hh.seq = 5;
+	KUNIT_EXPECT_EQ(test, dmr_headers_reconcile(0, &hh, 1, &ah, &action,
+						    &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Active store is blank, hidden is not: zero both to start anew");
+	ah.seq = 5;
+	KUNIT_EXPECT_EQ(test, dmr_headers_reconcile(1, &hh, 0, &ah, &action,
+						    &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Hidden store is blank, active is not: zero both to start anew");
+
+	/* A crash between the two header writes: the newer one wins. */
+	hh.seq = 6;
+	hh.epoch++;
+	KUNIT_EXPECT_EQ(test, dmr_headers_reconcile(0, &hh, 0, &ah, &action,
+						    &error), 0);
+	KUNIT_EXPECT_EQ(test, action, DMR_LOAD_RESUME);
+
+	ah.seq = 6;
+	KUNIT_EXPECT_EQ(test, dmr_headers_reconcile(0, &hh, 0, &ah, &action,
+						    &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Hidden and active stores disagree at the same generation");
+
+	ah.epoch = hh.epoch;
+	ah.uuid[0] ^= 1;
+	KUNIT_EXPECT_EQ(test, dmr_headers_reconcile(0, &hh, 0, &ah, &action,
+						    &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Hidden and active stores belong to different sessions");
+}
+
+static void records_are_live_only_in_their_epoch(struct kunit *test)
+{
+	struct dmr_disk_record r = {
+		.chunk = cpu_to_le64(41),
+		.epoch = cpu_to_le64(7),
+	};
+	struct dmr_disk_record zero = { 0 };
+	u32 chunk = 0;
+
+	KUNIT_EXPECT_TRUE(test, dmr_record_live(&r, 7, 100, &chunk));
+	KUNIT_EXPECT_EQ(test, chunk, 41U);
+	KUNIT_EXPECT_FALSE(test, dmr_record_live(&r, 8, 100, &chunk));
+	KUNIT_EXPECT_FALSE(test, dmr_record_live(&r, 6, 100, &chunk));
+	KUNIT_EXPECT_FALSE(test, dmr_record_live(&r, 7, 41, &chunk));
+	/*
+	 * A zeroed block holds no live records, since no epoch is 0: headers
+	 * with epoch 0 are refused (header_rejects_each_corruption).
+	 */
+	KUNIT_EXPECT_FALSE(test, dmr_record_live(&zero, 7, 100, &chunk));
+}
+
+/* ---- the state machine ---------------------------------------------------- */
+
+static void state_machine_follows_qemu(struct kunit *test)
+{
+	static const struct {
+		enum dmr_state state;
+		enum dmr_action act[3];	/* checkpoint, stop, failover */
+	} rules[] = {
+		{ DMR_STATE_RUNNING,
+		  { DMR_ACT_CHECKPOINT, DMR_ACT_STOP, DMR_ACT_FAILOVER } },
+		{ DMR_STATE_FAILOVER,
+		  { DMR_ACT_NOTHING, DMR_ACT_NOTHING, DMR_ACT_NOTHING } },
+		{ DMR_STATE_FAILOVER_FAILED,
+		  { DMR_ACT_REFUSE, DMR_ACT_REFUSE, DMR_ACT_FAILOVER } },
+		{ DMR_STATE_DONE,
+		  { DMR_ACT_NOTHING, DMR_ACT_NOTHING, DMR_ACT_NOTHING } },
+	};
+	unsigned int i, m;
+
+	for (i = 0; i < ARRAY_SIZE(rules); i++)
+		for (m = 0; m < 3; m++)
+			KUNIT_EXPECT_EQ_MSG(test,
+					    dmr_msg_action(rules[i].state, m),
+					    rules[i].act[m], "state %s msg %u",
+					    dmr_state_name(rules[i].state), m);
+	KUNIT_EXPECT_EQ(test, dmr_msg_action(DMR_NR_STATES, DMR_MSG_STOP),
+			DMR_ACT_REFUSE);
+}
+
+/* ---- the in-core store: map, allocator, epoch switch ----------------------- */
+
+static void store_init_for_test(struct kunit *test, struct dmr_store *st,
+				u64 slots)
+{
+	struct dmr_layout l = {
+		.meta_start = DMR_HEADER_SECTORS,
+		.meta_blocks = DIV_ROUND_UP(slots, DMR_RECORDS_PER_BLOCK),
+		.nr_slots = slots,
+	};
+
+	KUNIT_ASSERT_EQ(test, dmr_store_init(st, "test", DMR_ROLE_ACTIVE, &l),
+			0);
+}
+
+static void insert(struct kunit *test, struct dmr_store *st, u32 chunk,
+		   u32 slot, int expect)
+{
+	struct dmr_map_entry *e = dmr_store_alloc_entry(GFP_KERNEL);
+	int r;
+
+	KUNIT_ASSERT_NOT_NULL(test, e);
+	e->chunk = chunk;
+	e->slot = slot;
+	r = dmr_store_insert(st, e);
+	KUNIT_EXPECT_EQ(test, r, expect);
+	if (r)
+		dmr_store_free_entry(e);
+}
+
+static void store_allocates_until_full(struct kunit *test)
+{
+	struct dmr_store st;
+	u32 slot, i;
+
+	store_init_for_test(test, &st, 3);
+	for (i = 0; i < 3; i++) {
+		KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(&st, &slot), 0);
+		KUNIT_EXPECT_EQ(test, slot, i);
+	}
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(&st, &slot), -ENOSPC);
+	KUNIT_EXPECT_EQ(test, dmr_store_used(&st), 3U);
+	dmr_store_exit(&st);
+}
+
+static void store_maps_chunks(struct kunit *test)
+{
+	struct dmr_store st;
+	u32 slot, i;
+
+	store_init_for_test(test, &st, 5000);
+	for (i = 0; i < 5000; i++)
+		insert(test, &st, i * 7919 % 100003, i, 0);
+	insert(test, &st, 7919, 1, -EEXIST);
+	KUNIT_EXPECT_EQ(test, atomic_read(&st.nr_mapped), 5000);
+	for (i = 0; i < 5000; i++) {
+		KUNIT_EXPECT_TRUE(test, dmr_store_lookup(&st, i * 7919 % 100003,
+							 &slot));
+		KUNIT_EXPECT_EQ(test, slot, i);
+	}
+	KUNIT_EXPECT_FALSE(test, dmr_store_lookup(&st, 1, &slot));
+	dmr_store_exit(&st);
+}
+
+static void store_reset_empties_everything(struct kunit *test)
+{
+	struct llist_node *discarded;
+	struct dmr_pending p = { .chunk = 3, .slot = 0 };
+	struct dmr_store st;
+	u32 slot;
+
+	store_init_for_test(test, &st, 10);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(&st, &slot), 0);
+	insert(test, &st, 3, slot, 0);
+	llist_add(&p.node, &st.pending);
+
+	KUNIT_ASSERT_EQ(test, dmr_store_prepare_reset(&st), 0);
+	dmr_store_reset(&st, 42, &discarded);
+	KUNIT_EXPECT_PTR_EQ(test, discarded, &p.node);
+	KUNIT_EXPECT_TRUE(test, llist_empty(&st.pending));
+	KUNIT_EXPECT_EQ(test, st.epoch, 42ULL);
+	KUNIT_EXPECT_EQ(test, dmr_store_used(&st), 0U);
+	KUNIT_EXPECT_EQ(test, atomic_read(&st.nr_mapped), 0);
+	KUNIT_EXPECT_FALSE(test, dmr_store_lookup(&st, 3, &slot));
+	/* The same chunk may be mapped again in the new epoch. */
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(&st, &slot), 0);
+	KUNIT_EXPECT_EQ(test, slot, 0U);
+	insert(test, &st, 3, slot, 0);
+	dmr_store_exit(&st);
+}
+
 static struct kunit_case dmr_parse_cases[] = {
 	KUNIT_CASE(mode_accepts_the_three_modes),
 	KUNIT_CASE(mode_rejects_missing_and_unknown),
 	KUNIT_CASE(chunk_size_accepts_powers_of_two_in_range),
 	KUNIT_CASE(chunk_size_rejects_bad_values),
-	KUNIT_CASE(store_capacity_reserves_the_header_chunk),
+	KUNIT_CASE(store_capacity_leaves_room_for_header_and_records),
+	KUNIT_CASE(layout_fits_the_device_for_every_size),
 	KUNIT_CASE(features_accept_none_and_empty),
 	KUNIT_CASE(features_accept_low_water_mark),
 	KUNIT_CASE(features_reject_bad_groups),
@@ -286,9 +741,48 @@ static struct kunit_case dmr_parse_cases[] = {
 	{}
 };
 
+static struct kunit_case dmr_format_cases[] = {
+	KUNIT_CASE(header_round_trips),
+	KUNIT_CASE(header_rejects_each_corruption),
+	KUNIT_CASE(pick_blank_and_newest),
+	KUNIT_CASE(pick_survives_a_torn_copy),
+	KUNIT_CASE(check_matches_the_table),
+	KUNIT_CASE(reconcile_decides_format_resume_or_refusal),
+	KUNIT_CASE(records_are_live_only_in_their_epoch),
+	{}
+};
+
+static struct kunit_case dmr_state_cases[] = {
+	KUNIT_CASE(state_machine_follows_qemu),
+	{}
+};
+
+static struct kunit_case dmr_store_cases[] = {
+	KUNIT_CASE(store_allocates_until_full),
+	KUNIT_CASE(store_maps_chunks),
+	KUNIT_CASE(store_reset_empties_everything),
+	{}
+};
+
 static struct kunit_suite dmr_parse_suite = {
 	.name = "dm-replication-parse",
 	.test_cases = dmr_parse_cases,
 };
 
-kunit_test_suite(dmr_parse_suite);
+static struct kunit_suite dmr_format_suite = {
+	.name = "dm-replication-format",
+	.test_cases = dmr_format_cases,
+};
+
+static struct kunit_suite dmr_state_suite = {
+	.name = "dm-replication-state",
+	.test_cases = dmr_state_cases,
+};
+
+static struct kunit_suite dmr_store_suite = {
+	.name = "dm-replication-store",
+	.test_cases = dmr_store_cases,
+};
+
+kunit_test_suites(&dmr_parse_suite, &dmr_format_suite, &dmr_state_suite,
+		  &dmr_store_suite);
