@@ -94,7 +94,7 @@ static u64 dmr_data_start(u64 nr_slots, u32 chunk_sectors)
  * @chunk_sectors: chunk size, a valid one
  *
  * Gives the store as many data slots as fit after the header and the
- * metadata they need, at most U32_MAX.
+ * metadata they need, at most %DMR_MAX_SLOTS.
  */
 void dmr_layout_init(struct dmr_layout *l, u64 dev_sectors, u32 chunk_sectors)
 {
@@ -102,7 +102,7 @@ void dmr_layout_init(struct dmr_layout *l, u64 dev_sectors, u32 chunk_sectors)
 
 	if (dev_sectors > DMR_HEADER_SECTORS)
 		n = (dev_sectors - DMR_HEADER_SECTORS) >> ilog2(chunk_sectors);
-	n = min_t(u64, n, U32_MAX);
+	n = min_t(u64, n, DMR_MAX_SLOTS);
 
 	/* Each step only shrinks n; two or three steps settle it. */
 	while (n && dmr_data_start(n, chunk_sectors) +
@@ -170,7 +170,7 @@ void dmr_header_encode(const struct dmr_header *h, struct dmr_disk_header *d)
 
 static bool dmr_layout_valid(const struct dmr_layout *l, u32 chunk_sectors)
 {
-	return l->nr_slots && l->nr_slots <= U32_MAX &&
+	return l->nr_slots && l->nr_slots <= DMR_MAX_SLOTS &&
 	       l->meta_start == DMR_HEADER_SECTORS &&
 	       l->data_start == dmr_data_start(l->nr_slots, chunk_sectors);
 }
@@ -557,8 +557,27 @@ bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot)
 				   dmr_map_params);
 	if (!e)
 		return false;
-	*slot = e->slot;
+	*slot = READ_ONCE(e->slot) & ~DMR_SLOT_DURABLE;
 	return true;
+}
+
+/**
+ * dmr_store_lookup_durable() - is a chunk mapped, with its record committed?
+ * @st: the store
+ * @chunk: the chunk
+ *
+ * A mapping whose record is not committed yet is lost in a crash; the port
+ * may only rely on mappings that are not.
+ *
+ * Return: true when the chunk is mapped and its record is durable.
+ */
+bool dmr_store_lookup_durable(struct dmr_store *st, u32 chunk)
+{
+	struct dmr_map_entry *e;
+
+	e = rhashtable_lookup_fast(&READ_ONCE(st->map)->ht, &chunk,
+				   dmr_map_params);
+	return e && (READ_ONCE(e->slot) & DMR_SLOT_DURABLE);
 }
 
 /**
@@ -756,7 +775,7 @@ static int dmr_store_load_block(struct dmr_store *st, u64 b, u64 epoch,
 			break;
 		}
 		e->chunk = chunk;
-		e->slot = slot;
+		e->slot = slot | DMR_SLOT_DURABLE;
 		r = dmr_store_insert(st, e);
 		if (r) {
 			dmr_store_free_entry(e);
@@ -866,6 +885,12 @@ struct llist_node *dmr_store_commit(struct dmr_store *st, int *err)
 			r = dm_bufio_write_dirty_buffers(st->bufio);
 		if (!r)
 			r = dm_bufio_issue_flush(st->bufio);
+		/* Under the lock: a checkpoint may not free the entries first. */
+		if (!r)
+			llist_for_each_entry(p, list, node)
+				if (p->entry)
+					WRITE_ONCE(p->entry->slot, p->entry->slot |
+						   DMR_SLOT_DURABLE);
 	}
 	mutex_unlock(&st->commit_lock);
 

@@ -607,9 +607,13 @@ static int dmr_job_map(struct dmr_job *job)
 
 	job->entry->chunk = chunk;
 	job->entry->slot = job->rec.slot;
+	/* Hidden maps a chunk only after its record is committed. */
+	if (job->store == &core->hidden)
+		job->entry->slot |= DMR_SLOT_DURABLE;
 	r = dmr_store_insert(job->store, job->entry);
 	if (r)
 		return r;
+	job->rec.entry = job->entry;
 	job->entry = NULL;
 
 	if (job->store == &core->active) {
@@ -824,6 +828,21 @@ static void dmr_done_work(struct work_struct *w)
 }
 
 /*
+ * A port write needs no copy into hidden when hidden has the chunk, or when
+ * active has it durably: the top never reads the secondary device for it
+ * again in this epoch, not even after a crash.  (An active mapping whose
+ * record is not committed yet would be lost in a crash, and the top would
+ * then read the port's write.)
+ */
+static bool dmr_port_needs_no_copy(struct dmr_core *core, u32 chunk)
+{
+	u32 slot;
+
+	return dmr_store_lookup(&core->hidden, chunk, &slot) ||
+	       dmr_store_lookup_durable(&core->active, chunk);
+}
+
+/*
  * Takes @chunk for a job under its bucket lock, or queues @bio behind the
  * chunk's current holder.  @mapped rechecks, under the lock, whether the
  * chunk got mapped meanwhile (then the bio needs no job).
@@ -844,8 +863,8 @@ static enum dmr_claim dmr_claim_chunk(struct dmr_core *core,
 	if (holder) {
 		bio_list_add(&holder->waiters, bio);
 		ret = DMR_QUEUED;
-	} else if (dmr_store_lookup(&core->active, chunk, &slot) ||
-		   (port && dmr_store_lookup(&core->hidden, chunk, &slot))) {
+	} else if (port ? dmr_port_needs_no_copy(core, chunk) :
+			  dmr_store_lookup(&core->active, chunk, &slot)) {
 		ret = DMR_MAPPED;
 	} else if (port && b->readers) {
 		bio_list_add(&b->wait_readers, bio);
@@ -1039,7 +1058,7 @@ static int dmr_port_write_new(struct dmr_core *core, struct bio *bio,
 
 static int dmr_port_process(struct dmr_core *core, struct bio *bio)
 {
-	u32 chunk, slot;
+	u32 chunk;
 
 	if (bio_op(bio) != REQ_OP_WRITE || !bio_sectors(bio)) {
 		dmr_remap_secondary(core, bio);
@@ -1051,9 +1070,7 @@ static int dmr_port_process(struct dmr_core *core, struct bio *bio)
 	}
 
 	chunk = dmr_bio_chunk(core, bio);
-	if (chunk >= core->nr_chunks ||
-	    dmr_store_lookup(&core->active, chunk, &slot) ||
-	    dmr_store_lookup(&core->hidden, chunk, &slot)) {
+	if (chunk >= core->nr_chunks || dmr_port_needs_no_copy(core, chunk)) {
 		dmr_remap_secondary(core, bio);
 		return DM_MAPIO_REMAPPED;
 	}

@@ -157,18 +157,26 @@ struct dmr_map;
 struct dm_io_client;
 struct dm_bufio_client;
 
-/* One mapping of a store: chunk of the secondary device -> slot. */
+/*
+ * One mapping of a store: chunk of the secondary device -> slot.  The top bit
+ * of @slot says the mapping's record is durable (committed); slots are below
+ * %DMR_MAX_SLOTS.
+ */
 struct dmr_map_entry {
 	struct rhash_head node;
 	u32 chunk;
 	u32 slot;
 };
 
+#define DMR_SLOT_DURABLE	BIT(31)
+#define DMR_MAX_SLOTS		(DMR_SLOT_DURABLE - 1)
+
 /* A record waiting for the next metadata commit of its store. */
 struct dmr_pending {
 	struct llist_node node;
 	u32 chunk;
 	u32 slot;
+	struct dmr_map_entry *entry;	/* marked durable by the commit */
 };
 
 struct dmr_store {
@@ -217,6 +225,7 @@ void dmr_store_exit(struct dmr_store *st);
 int dmr_store_alloc_slot(struct dmr_store *st, u32 *slot);
 u32 dmr_store_used(struct dmr_store *st);
 bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot);
+bool dmr_store_lookup_durable(struct dmr_store *st, u32 chunk);
 int dmr_store_insert(struct dmr_store *st, struct dmr_map_entry *e);
 struct dmr_map_entry *dmr_store_alloc_entry(gfp_t gfp);
 void dmr_store_free_entry(struct dmr_map_entry *e);

@@ -59,10 +59,17 @@ put $PORT 3 85
 check_eq "$(dmsetup status port | awk '{print $6}')" 1 "a rewrite needs no second copy"
 check_eq "$(get $TOP 24 8)" "$(expect 17)" "top still reads the old content after a rewrite"
 
-# A port write to a chunk the top has in active needs no copy.
+# A port write to a chunk the top has durably in active needs no copy; one
+# whose active mapping is not committed yet does (a crash would lose that
+# mapping, and the top must then read the old chunk, not the port's write).
+sync $TOP	# fsync: a FLUSH commits active's mappings
 put $PORT 1 102
-check_eq "$(dmsetup status port | awk '{print $6}')" 1 "chunk in active: no copy"
+check_eq "$(dmsetup status port | awk '{print $6}')" 1 "chunk durably in active: no copy"
 check_eq "$(get $TOP 8 8)" "$(expect 34)" "top keeps its own write over the port's"
+put $TOP 4 187
+put $PORT 4 204
+check_eq "$(dmsetup status port | awk '{print $6}')" 2 "chunk in active, not yet committed: copied"
+check_eq "$(get $TOP 32 8)" "$(expect 187)" "top keeps its uncommitted write over the port's"
 
 # A top write over a chunk that is in hidden copies up from hidden.
 put512 $TOP 24 119 1
@@ -70,9 +77,9 @@ want=$( (head -c 512 /dev/zero | tr '\0' '\167'; pattern 17 1 | head -c 3584) |
 	sha1sum | cut -c1-40)
 check_eq "$(get $TOP 24 8)" "$want" "copy-up takes the rest of the chunk from hidden"
 
-check_eq "$(field top 3)" "3/$(field top 3 | cut -d/ -f2)" "three chunks used in active"
-check_eq "$(field top 4 | cut -d/ -f1)" 1 "one chunk used in hidden"
-check_eq "$(field top 6)" 3 "chunks to commit: active 3 + hidden-only 0"
+check_eq "$(field top 3)" "4/$(field top 3 | cut -d/ -f2)" "four chunks used in active"
+check_eq "$(field top 4 | cut -d/ -f1)" 2 "two chunks used in hidden"
+check_eq "$(field top 6)" 4 "chunks to commit: active 4 + hidden-only 0"
 check_eq "$(field top 2)" 0 "no error so far"
 
 # Suspend and resume lose nothing.
