@@ -878,6 +878,30 @@ static enum dmr_claim dmr_claim_chunk(struct dmr_core *core,
 	return ret;
 }
 
+/*
+ * Makes a job for @chunk and claims the chunk with it.  Returns the job, or
+ * NULL with @claim saying why: queued behind the chunk's holder, mapped
+ * meanwhile, or (DMR_CLAIMED) no memory, the bio failed with ENOMEM.
+ */
+static struct dmr_job *dmr_new_job(struct dmr_core *core, struct bio *bio,
+				   u32 chunk, bool port, enum dmr_claim *claim)
+{
+	struct dmr_job *job = dmr_job_alloc(core);
+
+	*claim = DMR_CLAIMED;
+	if (!job) {
+		if (port)
+			dmr_set_error(core, -ENOMEM);
+		dmr_fail_bio(bio, -ENOMEM);
+		return NULL;
+	}
+	*claim = dmr_claim_chunk(core, job, bio, chunk, port);
+	if (*claim == DMR_CLAIMED)
+		return job;
+	dmr_job_free(job);
+	return NULL;
+}
+
 static int dmr_start_job(struct dmr_core *core, struct dmr_job *job,
 			 struct dmr_store *st)
 {
@@ -938,21 +962,16 @@ static bool dmr_covers_chunk(struct dmr_core *core, struct bio *bio, u32 chunk)
 
 static int dmr_top_write_new(struct dmr_core *core, struct bio *bio, u32 chunk)
 {
-	struct dmr_job *job = dmr_job_alloc(core);
+	enum dmr_claim claim;
+	struct dmr_job *job;
 	u32 slot;
 	int r;
 
-	if (!job) {
-		dmr_fail_bio(bio, -ENOMEM);
-		return DM_MAPIO_SUBMITTED;
-	}
-
-	switch (dmr_claim_chunk(core, job, bio, chunk, false)) {
+	job = dmr_new_job(core, bio, chunk, false, &claim);
+	switch (claim) {
 	case DMR_QUEUED:
-		dmr_job_free(job);
 		return DM_MAPIO_SUBMITTED;
 	case DMR_MAPPED:
-		dmr_job_free(job);
 		if (WARN_ON_ONCE(!dmr_store_lookup(&core->active, chunk, &slot))) {
 			dmr_fail_bio(bio, -EIO);
 			return DM_MAPIO_SUBMITTED;
@@ -960,6 +979,8 @@ static int dmr_top_write_new(struct dmr_core *core, struct bio *bio, u32 chunk)
 		dmr_remap_store(core, bio, &core->active, slot);
 		return DM_MAPIO_REMAPPED;
 	case DMR_CLAIMED:
+		if (!job)
+			return DM_MAPIO_SUBMITTED;
 		break;
 	}
 
@@ -1023,24 +1044,20 @@ static int dmr_top_process(struct dmr_core *core, struct bio *bio)
 static int dmr_port_write_new(struct dmr_core *core, struct bio *bio,
 			      u32 chunk)
 {
-	struct dmr_job *job = dmr_job_alloc(core);
+	enum dmr_claim claim;
+	struct dmr_job *job;
 	int r;
 
-	if (!job) {
-		dmr_set_error(core, -ENOMEM);
-		dmr_fail_bio(bio, -ENOMEM);
-		return DM_MAPIO_SUBMITTED;
-	}
-
-	switch (dmr_claim_chunk(core, job, bio, chunk, true)) {
+	job = dmr_new_job(core, bio, chunk, true, &claim);
+	switch (claim) {
 	case DMR_QUEUED:
-		dmr_job_free(job);
 		return DM_MAPIO_SUBMITTED;
 	case DMR_MAPPED:
-		dmr_job_free(job);
 		dmr_remap_secondary(core, bio);
 		return DM_MAPIO_REMAPPED;
 	case DMR_CLAIMED:
+		if (!job)
+			return DM_MAPIO_SUBMITTED;
 		break;
 	}
 
@@ -1178,12 +1195,36 @@ static int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st)
 	return dmr_write_header(core->io, st->bdev, &h);
 }
 
+/*
+ * Reads one store's header and checks it against the table.  Returns 0 for
+ * a valid header, 1 for a blank store, or a negative errno with @error set.
+ */
+static int dmr_read_store_header(struct dmr_secondary *s,
+				 struct dm_io_client *io, struct dm_dev *dev,
+				 enum dmr_role role, void *area,
+				 struct dmr_header *h, char **error)
+{
+	int r, rc;
+
+	r = dmr_read_header_area(io, dev->bdev, area);
+	if (r) {
+		*error = role == DMR_ROLE_HIDDEN ?
+			 "Cannot read the hidden store's header" :
+			 "Cannot read the active store's header";
+		return r;
+	}
+	rc = dmr_header_pick(area, h, error);
+	if (rc)
+		return rc;
+	return dmr_header_check(h, role, s->chunk_sectors, s->ti->len,
+				bdev_nr_sectors(dev->bdev), error);
+}
+
 /* Reads both stores' headers and checks them against the table. */
 static int dmr_read_headers(struct dmr_secondary *s, struct dm_io_client *io,
 			    struct dmr_header *hh, struct dmr_header *ah,
 			    enum dmr_load_action *action, char **error)
 {
-	struct dm_target *ti = s->ti;
 	void *area;
 	int hrc, arc, r;
 
@@ -1193,40 +1234,14 @@ static int dmr_read_headers(struct dmr_secondary *s, struct dm_io_client *io,
 		return -ENOMEM;
 	}
 
-	r = dmr_read_header_area(io, s->hidden->bdev, area);
-	if (r) {
-		*error = "Cannot read the hidden store's header";
-		goto out;
-	}
-	hrc = dmr_header_pick(area, hh, error);
-	if (hrc < 0) {
-		r = hrc;
-		goto out;
-	}
-	if (!hrc) {
-		r = dmr_header_check(hh, DMR_ROLE_HIDDEN, s->chunk_sectors,
-				     ti->len, bdev_nr_sectors(s->hidden->bdev),
-				     error);
-		if (r)
-			goto out;
-	}
-
-	r = dmr_read_header_area(io, s->active->bdev, area);
-	if (r) {
-		*error = "Cannot read the active store's header";
-		goto out;
-	}
-	arc = dmr_header_pick(area, ah, error);
+	hrc = dmr_read_store_header(s, io, s->hidden, DMR_ROLE_HIDDEN, area,
+				    hh, error);
+	arc = hrc < 0 ? hrc :
+	      dmr_read_store_header(s, io, s->active, DMR_ROLE_ACTIVE, area,
+				    ah, error);
 	if (arc < 0) {
 		r = arc;
 		goto out;
-	}
-	if (!arc) {
-		r = dmr_header_check(ah, DMR_ROLE_ACTIVE, s->chunk_sectors,
-				     ti->len, bdev_nr_sectors(s->active->bdev),
-				     error);
-		if (r)
-			goto out;
 	}
 
 	r = dmr_headers_reconcile(hrc, hh, arc, ah, action, error);
@@ -1440,6 +1455,16 @@ static int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 		return r;
 
 	dmr_freeze(core);
+
+	/*
+	 * The new epoch drops hidden's old copies: what the port wrote must
+	 * be durable first, or a crash would show the older content.
+	 */
+	r = blkdev_issue_flush(core->secondary);
+	if (r) {
+		dmr_thaw(core);
+		return r;
+	}
 
 	core->seq++;
 	core->epoch = core->epoch + 1 ? core->epoch + 1 : 1;
@@ -1804,6 +1829,12 @@ static int dmr_secondary_ctr(struct dm_target *ti, struct dm_arg_set *as)
 		goto bad_detach;
 
 	ti->num_flush_bios = 1;
+	/*
+	 * The stores' records are the top's own volatile cache: flushes and
+	 * FUA must reach the target to commit them, even over devices that
+	 * have no write cache (the block layer would drop them otherwise).
+	 */
+	ti->flush_supported = true;
 	ti->per_io_data_size = sizeof(struct dmr_bio);
 	ti->private = &s->base;
 	return 0;

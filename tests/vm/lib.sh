@@ -38,6 +38,17 @@ check_eq() {
 	fi
 }
 
+# refused DESCRIPTION CMD...: CMD must fail (its output is discarded).
+refused() {
+	local what=$1
+	shift
+	if "$@" >/dev/null 2>&1; then
+		not_ok "$what: it succeeded"
+	else
+		ok "$what"
+	fi
+}
+
 # finish: the test's last call; its exit code is the test's result.
 finish() {
 	echo "# $DMR_CHECKS checks, $DMR_FAILED failed"

@@ -44,22 +44,14 @@ else
 	not_ok "low_water_mark: no event within 20 s"
 fi
 put $TOP 3 34
-if put $TOP 4 34 2>/dev/null; then
-	not_ok "a fifth chunk fit in a four-chunk active store"
-else
-	ok "top write needing a fifth chunk fails (ENOSPC)"
-fi
+refused "top write needing a fifth chunk fails (ENOSPC)" put $TOP 4 34
 check_eq "$(get $TOP 4)" "$(want 17)" "the refused chunk still reads the old data"
 put $TOP 3 51
 check_eq "$(get $TOP 3)" "$(want 51)" "rewriting a chunk in a full store works"
 check_eq "$(field top 2)" 0 "a full active store is not a replication error"
 
 for c in 10 11 12 13; do put $PORT $c 68; done
-if put $PORT 14 68 2>/dev/null; then
-	not_ok "a fifth copy fit in a four-chunk hidden store"
-else
-	ok "port write needing a fifth copy fails (ENOSPC)"
-fi
+refused "port write needing a fifth copy fails (ENOSPC)" put $PORT 14 68
 check_eq "$(field top 2)" 28 "hidden full: ENOSPC (28) is recorded in status"
 check_eq "$(get $PORT 14)" "$(want 17)" "the refused port write left the secondary device alone"
 check_eq "$(get $TOP 13)" "$(want 17)" "top keeps the old data of copied chunks"

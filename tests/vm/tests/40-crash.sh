@@ -1,0 +1,154 @@
+#!/bin/bash
+# timeout: 720
+#
+# Crash consistency: power cuts at random moments while the top and the port
+# are written, flushed and checkpointed, then a reload of the same tables over
+# the same devices.
+#
+# Everything sits on one device, "crashdisk", over a scratch disk: the
+# secondary device, hidden and active are linear slices of it.  The cut swaps
+# crashdisk's table for dm-flakey with drop_writes, always down: from that
+# instant no write reaches the disk, on any of the three devices, though every
+# write still succeeds.  The workload (tests/vm/crash.py) goes on a little,
+# the top and the port are removed (their last commits are dropped too),
+# crashdisk becomes linear again (the "reboot"), the top and the port are
+# loaded again, and crash.py checks what they show against its log of every
+# write, flush and checkpoint, with its start and end time:
+#  (a) every top write that completed before a completed flush (fdatasync, or
+#      an O_DSYNC write itself) is there, unless a checkpoint may have dropped
+#      it or a later top write overwrote it;
+#  (b) every sector holds a whole stamp of a write made to that very sector,
+#      or what it held before;
+#  (c) the top is explained by one epoch: a checkpoint that returned before
+#      the cut is never undone; one racing the cut gives the old or the new
+#      epoch, for the whole device;
+#  (d) the secondary device holds every flushed port write and nothing else,
+#      and the top never shows a port write made after the durable checkpoint.
+# The rounds of a session go on from the state the previous reload left; two
+# sessions (chunk sizes 4 KiB and 16 KiB), then a cut right after "stop".
+#
+# A round that fails copies its log to $OUT/40-crash.round<N>.json.
+. "$REPO/tests/vm/lib.sh"
+
+PY="python3 $REPO/tests/vm/crash.py"
+SEC_LEN=8192		# 4 MiB secondary
+STORE_LEN=12288		# 6 MiB hidden and active
+DISK_LEN=$((SEC_LEN + 2 * STORE_LEN))
+SEED=40
+CD=/dev/mapper/crashdisk
+SEC=/dev/mapper/rsec HID=/dev/mapper/rhid ACT=/dev/mapper/ract
+TOP=/dev/mapper/top PORT=/dev/mapper/port
+trap 'dm_remove_all' EXIT
+
+modprobe dm-flakey 2>/dev/null
+dmsetup targets | grep -q '^flakey' || { echo "# no dm-flakey"; exit 77; }
+
+# disk DEV: crashdisk over DEV, and the three slices over crashdisk.
+disk() {
+	B=$1
+	linear_table="0 $DISK_LEN linear $B 0"
+	flakey_table="0 $DISK_LEN flakey $B 0 0 3600 1 drop_writes"
+	dm_remove_all
+	dmsetup create crashdisk --table "$linear_table" || die "cannot create crashdisk"
+	dmsetup create rsec --table "0 $SEC_LEN linear $CD 0" &&
+		dmsetup create rhid --table "0 $STORE_LEN linear $CD $SEC_LEN" &&
+		dmsetup create ract --table "0 $STORE_LEN linear $CD $((SEC_LEN + STORE_LEN))" ||
+		die "cannot create the slices"
+	echo "# disk: $B (write cache: $(cat /sys/block/${B#/dev/}/queue/write_cache))"
+}
+
+field() { dmsetup status "$1" | awk -v n="$2" '{print $(n + 4)}'; }
+
+load_top() {
+	dmsetup create top --table "0 $SEC_LEN replication secondary $SEC $HID $ACT $CHUNK" ||
+		return 1
+	dmsetup create port --table "0 $SEC_LEN replication port $SEC"
+}
+
+# The power cut is prepared before the workload: crash.py only resumes.
+arm_cut() { dmsetup load crashdisk --table "$flakey_table"; }
+
+# crash: tear down what runs on the dead disk, and "reboot" it.
+reboot() {
+	dmsetup remove port && dmsetup remove top || return 1
+	dmsetup load crashdisk --table "$linear_table" && dmsetup resume crashdisk
+}
+
+new_session() {
+	CHUNK=$1
+	dmsetup remove port 2>/dev/null
+	dmsetup remove top 2>/dev/null
+	dd if=/dev/zero of=$HID bs=4096 count=1 oflag=direct status=none &&
+		dd if=/dev/zero of=$ACT bs=4096 count=1 oflag=direct status=none ||
+		die "cannot blank the stores"
+	$PY init --sec $SEC --state "$TMPDIR/state" || die "secondary unreadable"
+	load_top || die "cannot load a new session (chunk $CHUNK)"
+	echo "# session: chunk $CHUNK sectors"
+}
+
+# round N MODE [TOP_FLUSH]: a workload, a cut, a reload, a check.  TOP_FLUSH
+# is the share of the top's operations that are fdatasync: low, the top
+# leaves its records to the periodic commit.
+round() {
+	local n=$1 mode=$2 flush=${3:-0.12} seed=$((SEED * 100 + $1)) t0=$SECONDS
+	echo "# round $n: mode $mode, top flushes $flush, seed $seed, chunk $CHUNK"
+	arm_cut || { not_ok "round $n: cannot load the flakey table"; return; }
+	$PY work --top $TOP --port $PORT --chunk "$CHUNK" --seed $seed --mode "$mode" \
+		--log "$TMPDIR/log.$n" --cut-dm crashdisk --id-base $((n * 1000000)) \
+		--top-flush "$flush" ||
+		not_ok "round $n: the workload saw errors"
+	reboot || die "round $n: cannot tear down after the cut"
+	if ! load_top; then
+		not_ok "round $n: the tables do not load after the crash"
+		dmesg | tail -5
+		die "cannot go on"
+	fi
+	check_eq "$(field top 1) $(field top 2)" "running 0" "round $n: state after reload"
+	if $PY verify --top $TOP --sec $SEC --log "$TMPDIR/log.$n" --state "$TMPDIR/state"; then
+		ok "round $n ($mode, seed $seed): consistent after the crash ($((SECONDS - t0))s)"
+	else
+		not_ok "round $n ($mode, seed $seed): inconsistent after the crash"
+		cp "$TMPDIR/log.$n" "$OUT/40-crash.round$n.json" 2>/dev/null
+	fi
+}
+
+disk ${DISKS%% *}
+new_session 8
+round 1 random
+round 2 random 0.003
+round 3 ckpt-cut
+round 4 nockpt 0.003
+round 5 ckpt-cut
+
+new_session 32
+round 6 random
+round 7 ckpt-cut
+round 8 nockpt 0.003
+round 9 random 0.003
+round 10 ckpt-cut
+
+# Stores without a volatile write cache (brd): a flush of the top must still
+# commit the stores' metadata.
+ram_disks 1 $((DISK_LEN / 2048))
+disk /dev/ram0
+new_session 8
+round 11 random
+round 12 nockpt
+
+# Stop, then the cut as soon as the message returned: done is durable, and
+# the top is the secondary device.
+head -c $((CHUNK * 512)) /dev/urandom >"$TMPDIR/junk"
+dd if="$TMPDIR/junk" of=$TOP bs=$((CHUNK * 512)) seek=3 oflag=direct status=none
+dmsetup message top 0 stop || not_ok "stop"
+arm_cut && dmsetup resume --noflush crashdisk || not_ok "cut after stop"
+dd if="$TMPDIR/junk" of=$TOP bs=$((CHUNK * 512)) seek=5 oflag=direct status=none
+reboot || die "cannot tear down after the cut"
+load_top || die "the tables do not load after a crash after stop"
+check_eq "$(field top 1)" done "a stop that returned before the cut is durable"
+check_eq "$(dd if=$TOP bs=1M iflag=direct status=none | sha1sum)" \
+	"$(dd if=$SEC bs=1M iflag=direct status=none | sha1sum)" \
+	"after stop and a crash the top is the secondary device"
+
+dmsetup remove port
+dmsetup remove top
+finish
