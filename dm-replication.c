@@ -300,12 +300,11 @@ enum dmr_action dmr_msg_action(enum dmr_state state, enum dmr_msg msg)
 #define DMR_BUCKETS		1024U
 #define DMR_COMMIT_PERIOD	HZ
 
-enum dmr_job_kind {
-	DMR_JOB_WRITE,		/* a top write covering its whole chunk */
-	DMR_JOB_COPY_UP,	/* a top write needing the rest of its chunk */
-	DMR_JOB_COW,		/* a port write: old chunk into hidden first */
-};
-
+/*
+ * A job holds a chunk while its data is copied or written into a store: a
+ * top write covering a whole chunk, a top write needing the rest of its chunk
+ * (a copy-up), or a port write's copy of the old chunk into hidden.
+ */
 struct dmr_job {
 	struct dmr_pending rec;		/* the record, once the data is in */
 	struct hlist_node cell;		/* on its bucket's busy list */
@@ -315,7 +314,6 @@ struct dmr_job {
 	struct dmr_store *store;
 	struct bio *bio;
 	struct dmr_map_entry *entry;
-	enum dmr_job_kind kind;
 };
 
 /* Per-bio data of the top and the port. */
@@ -332,7 +330,6 @@ struct dmr_bio {
 #define DMR_PB_COMMITTED	BIT(2)	/* a FUA write whose commit is done */
 
 struct dmr_core {
-	struct dmr_session *ses;
 	struct dmr_store hidden;
 	struct dmr_store active;
 	struct block_device *secondary;
@@ -843,9 +840,10 @@ static bool dmr_port_needs_no_copy(struct dmr_core *core, u32 chunk)
 }
 
 /*
- * Takes @chunk for a job under its bucket lock, or queues @bio behind the
- * chunk's current holder.  @mapped rechecks, under the lock, whether the
- * chunk got mapped meanwhile (then the bio needs no job).
+ * Takes @chunk for @job under its bucket lock, or queues @bio behind the
+ * chunk's current holder (or, for the port, behind the bucket's readers).
+ * Under the same lock it rechecks whether the chunk got mapped meanwhile:
+ * then the bio needs no job.
  */
 enum dmr_claim { DMR_CLAIMED, DMR_QUEUED, DMR_MAPPED };
 
@@ -992,13 +990,11 @@ static int dmr_top_write_new(struct dmr_core *core, struct bio *bio, u32 chunk)
 
 	if (dmr_covers_chunk(core, bio, chunk)) {
 		/* Nothing to copy: write, and map at completion (end_io). */
-		job->kind = DMR_JOB_WRITE;
 		dmr_pb(bio)->job = job;
 		dmr_remap_store(core, bio, &core->active, job->rec.slot);
 		return DM_MAPIO_REMAPPED;
 	}
 
-	job->kind = DMR_JOB_COPY_UP;
 	if (dmr_store_lookup(&core->hidden, chunk, &slot))
 		dmr_copy(core, job, core->hidden.bdev,
 			 dmr_slot_sector(&core->hidden, core, slot),
@@ -1067,7 +1063,6 @@ static int dmr_port_write_new(struct dmr_core *core, struct bio *bio,
 		dmr_job_fail(job, r);
 		return DM_MAPIO_SUBMITTED;
 	}
-	job->kind = DMR_JOB_COW;
 	dmr_copy(core, job, core->secondary, (sector_t)chunk << core->chunk_shift,
 		 dmr_cow_copied);
 	return DM_MAPIO_SUBMITTED;
@@ -1120,13 +1115,8 @@ static void dmr_defer_work(struct work_struct *w)
 	while ((bio = bio_list_pop(&bios))) {
 		if (!dmr_pb(bio)->core && !dmr_enter(core, bio))
 			continue;
-		switch (dmr_process(core, bio)) {
-		case DM_MAPIO_REMAPPED:
+		if (dmr_process(core, bio) == DM_MAPIO_REMAPPED)
 			submit_bio_noacct(bio);
-			break;
-		default:
-			break;
-		}
 	}
 }
 
@@ -1278,7 +1268,6 @@ static struct dmr_core *dmr_core_alloc(struct dmr_secondary *s)
 
 	if (!core)
 		return NULL;
-	core->ses = s->session;
 	core->secondary = s->secondary->bdev;
 	core->len = s->ti->len;
 	core->chunk_sectors = s->chunk_sectors;
