@@ -1,9 +1,11 @@
 #!/bin/bash
 # timeout: 600
 #
-# Failover (issue 4), one rule at a time, on brd disks.  The top's secondary
-# device is a dm device "sec" over /dev/ram0, so that the merge can be slowed
-# (dm-delay on writes), or made to fail (dm-flakey error_writes), mid-way.
+# Failover (issue 4), one rule at a time, on a brd disk.  The top's secondary
+# device is a dm device "sec", so that the merge can be slowed (dm-delay on
+# writes), or made to fail (dm-flakey error_writes), mid-way; it and both
+# stores are slices of one dm device "disk", whose table swap to dm-flakey
+# drop_writes cuts the power of all three at once.
 # Every top write is also applied to a model image, the content the top must
 # show; port writes are not (hidden keeps their old chunk for the top).
 #  1. messages: failover -> state failover -> done (with its events);
@@ -24,7 +26,10 @@
 #     event, reads right, checkpoint/stop refused, QEMU's write rule; a retry
 #     after the device is back ends done with every write in place;
 #  6. suspend pauses the merge and resume finishes it; removing the top
-#     mid-commit and creating it again resumes the merge to done.
+#     mid-commit and creating it again resumes the merge to done;
+#  7. a power cut mid-commit (all writes dropped at once, right after top
+#     writes and a flush) and the same table again: the merge resumes from
+#     the durable cursor and ends with every flushed write in place.
 . "$REPO/tests/vm/lib.sh"
 
 modprobe dm-delay 2>/dev/null
@@ -33,9 +38,12 @@ for t in linear delay flakey; do
 	dmsetup targets | grep -q "^$t " || { echo "# no dm-$t target: skip"; exit 77; }
 done
 
-ram_disks 3 8
-RSEC=/dev/ram0 HID=/dev/ram1 ACT=/dev/ram2
-S=$(dev_sectors $RSEC)
+# One ram disk under everything, so that one table swap of "disk" can cut
+# the power of the secondary device and both stores at the same instant.
+ram_disks 1 24
+RAW=/dev/ram0
+S=16384		# 8 MiB: the secondary device, hidden and active, each
+DISK=/dev/mapper/disk HID=/dev/mapper/hid ACT=/dev/mapper/act
 CHUNK=8	# 4 KiB
 CB=$((CHUNK * 512))
 SEC=/dev/mapper/sec TOP=/dev/mapper/top PORT=/dev/mapper/port
@@ -74,10 +82,23 @@ EOF
 
 sec_table() {
 	case $1 in
-	linear) echo "0 $S linear $RSEC 0" ;;
-	slow) echo "0 $S delay $RSEC 0 50 $RSEC 0 $SLOW_MS" ;;	# reads 50 ms, writes and flushes slow
-	fail) echo "0 $S flakey $RSEC 0 0 3600 1 error_writes" ;;	# writes fail (EIO), reads pass
+	linear) echo "0 $S linear $DISK 0" ;;
+	slow) echo "0 $S delay $DISK 0 50 $DISK 0 $SLOW_MS" ;;	# reads 50 ms, writes and flushes slow
+	fail) echo "0 $S flakey $DISK 0 0 3600 1 error_writes" ;;	# writes fail (EIO), reads pass
 	esac
+}
+DISK_LINEAR="0 $((3 * S)) linear $RAW 0"
+DISK_CUT="0 $((3 * S)) flakey $RAW 0 0 3600 1 drop_writes"	# no write reaches the disk
+# make_devices: disk, its slices hid and act, and sec (linear), where missing.
+make_devices() {
+	dmsetup info disk >/dev/null 2>&1 ||
+		dmsetup create disk --table "$DISK_LINEAR" || die "cannot create disk"
+	dmsetup info hid >/dev/null 2>&1 ||
+		dmsetup create hid --table "0 $S linear $DISK $S" || die "cannot create hid"
+	dmsetup info act >/dev/null 2>&1 ||
+		dmsetup create act --table "0 $S linear $DISK $((2 * S))" || die "cannot create act"
+	dmsetup info sec >/dev/null 2>&1 ||
+		dmsetup create sec --table "$(sec_table linear)" || die "cannot create sec"
 }
 sec_mode() {
 	dmsetup reload sec --table "$(sec_table "$1")" && dmsetup resume sec ||
@@ -274,11 +295,8 @@ new_session() {
 	if dmsetup info top >/dev/null 2>&1; then
 		timeout 120 dmsetup remove top || die "cannot remove the top: $(dmsetup status top)"
 	fi
-	if dmsetup info sec >/dev/null 2>&1; then
-		sec_mode linear
-	else
-		dmsetup create sec --table "$(sec_table linear)" || die "cannot create sec"
-	fi
+	make_devices
+	sec_mode linear
 	blank $HID
 	blank $ACT
 	dd if=/dev/urandom of=$SEC bs=1M count=$((S / 2048)) oflag=direct status=none
@@ -501,7 +519,7 @@ section4() {
 		dm_remove_all
 		if rmmod dm_replication; then ok "the module unloads"; else not_ok "rmmod dm_replication"; fi
 		insmod "$DMR_KO" || die "cannot insmod $DMR_KO"
-		dmsetup create sec --table "$(sec_table linear)" || die "cannot create sec"
+		make_devices
 		dmsetup create top --notable && dmsetup load top --table "$(top_table)" ||
 			not_ok "load of the top after reboot"
 		port_refused "after reboot, the top loaded but not resumed"
@@ -667,8 +685,46 @@ section6() {
 	same $TOP "the top reads the same"
 }
 
+# ---- 7. a power cut mid-commit ------------------------------------------------------
+section7() {
+	local cl
+	echo "# --- 7. a power cut mid-commit, then the same table again"
+	new_session
+	slow_history 1000 40
+	sec_mode slow
+	msg commit_depth 1
+	dmsetup remove port
+	dmsetup load disk --table "$DISK_CUT" || die "cannot load the cut"
+	msg failover || { not_ok "failover failed"; dmsetup clear disk; return; }
+	wait_below $((N - 6)) 60 || not_ok "the merge does not reach 6 chunks: $(dmsetup status top)"
+	stat_top
+	cl=${DL[N - TC - 1]}
+	echo "# writes to: the chunk copied last $cl, merged ${DL[0]}, ahead ${DL[N - 1]}, no store $Z"
+	# The chunk copied last is the one whose cursor is likely not durable
+	# yet: its write must not reach the secondary device before the cursor.
+	wr $TOP "$cl" || not_ok "write to chunk $cl"
+	wr $TOP "${DL[0]}" 2 3 || not_ok "write to chunk ${DL[0]}"
+	wr $TOP "${DL[N - 1]}" 1 2 || not_ok "write to chunk ${DL[N - 1]}"
+	wr $TOP $Z || not_ok "write to chunk $Z"
+	sync $TOP	# a FLUSH: every write above must survive the cut
+	dmsetup resume disk || die "cannot cut the power"
+	mid "the writes before the cut"
+	if timeout 60 dmsetup remove top; then ok "remove the top after the cut"; else not_ok "remove after the cut failed"; return; fi
+	echo "# reboot: the disk takes writes again"
+	dmsetup load disk --table "$DISK_LINEAR" && dmsetup resume disk || die "cannot restore the disk"
+	dmsetup create top --table "$(top_table)" || { not_ok "create the top after the cut"; return; }
+	stat_top
+	check_eq "$ST $ERR" "failover 0" "after the cut the top resumes in state failover"
+	same $TOP "after the cut the top reads every flushed write"
+	sec_mode linear
+	poll_state done 120 && ok "the resumed commit ends done" || { not_ok "no done within 120 s: $(dmsetup status top)"; return; }
+	stat_top
+	check_eq "$ERR $UA $UH $TC" "0 0 0 0" "done: error 0, stores empty, nothing to commit"
+	same $SEC "after the cut and the resumed commit the secondary device holds every flushed write"
+}
+
 T0=$SECONDS
-for s in section1 section2 section3 section4 section5 section6; do
+for s in section1 section2 section3 section4 section5 section6 section7; do
 	$s
 	echo "# $s: $((SECONDS - T0)) s so far"
 done
