@@ -80,10 +80,20 @@ for n, line in enumerate(sys.stdin, 1):
         os.pwrite(mfd, data, off)
 EOF
 
+# sec (the top's secondary device): linear, or slow (dm-delay), over secraw:
+# linear, or fail (dm-flakey), over the first slice of disk.  The failure is
+# switched below the delay: a dm-delay being suspended lets bios through
+# undelayed, and the merge would run to its end in that window.
+SECRAW=/dev/mapper/secraw
 sec_table() {
 	case $1 in
+	linear) echo "0 $S linear $SECRAW 0" ;;
+	slow) echo "0 $S delay $SECRAW 0 50 $SECRAW 0 $SLOW_MS" ;;	# reads 50 ms, writes and flushes slow
+	esac
+}
+raw_table() {
+	case $1 in
 	linear) echo "0 $S linear $DISK 0" ;;
-	slow) echo "0 $S delay $DISK 0 50 $DISK 0 $SLOW_MS" ;;	# reads 50 ms, writes and flushes slow
 	fail) echo "0 $S flakey $DISK 0 0 3600 1 error_writes" ;;	# writes fail (EIO), reads pass
 	esac
 }
@@ -97,12 +107,18 @@ make_devices() {
 		dmsetup create hid --table "0 $S linear $DISK $S" || die "cannot create hid"
 	dmsetup info act >/dev/null 2>&1 ||
 		dmsetup create act --table "0 $S linear $DISK $((2 * S))" || die "cannot create act"
+	dmsetup info secraw >/dev/null 2>&1 ||
+		dmsetup create secraw --table "$(raw_table linear)" || die "cannot create secraw"
 	dmsetup info sec >/dev/null 2>&1 ||
 		dmsetup create sec --table "$(sec_table linear)" || die "cannot create sec"
 }
 sec_mode() {
 	dmsetup reload sec --table "$(sec_table "$1")" && dmsetup resume sec ||
 		die "cannot switch the secondary device to $1"
+}
+raw_mode() {
+	dmsetup reload secraw --table "$(raw_table "$1")" && dmsetup resume secraw ||
+		die "cannot switch secraw to $1"
 }
 top_table() { echo "0 $S replication secondary $SEC $HID $ACT $CHUNK"; }
 port_table() { echo "0 $S replication port $SEC"; }
@@ -296,6 +312,7 @@ new_session() {
 		timeout 120 dmsetup remove top || die "cannot remove the top: $(dmsetup status top)"
 	fi
 	make_devices
+	raw_mode linear
 	sec_mode linear
 	blank $HID
 	blank $ACT
@@ -491,7 +508,7 @@ section4() {
 	local old
 	echo "# --- 4. the port"
 	new_session
-	slow_history 1000 16
+	slow_history 1000 40
 	wr $PORT 301 && ok "before failover the port takes writes" || not_ok "port write before failover: $(cat $ERRF)"
 	sec_mode slow
 	msg commit_depth 1
@@ -559,12 +576,11 @@ section5() {
 	msg failover || { not_ok "failover failed"; return; }
 	wait_below $((N - 10)) 90 || not_ok "the merge does not reach 10 chunks: $(dmsetup status top)"
 	ev=$(events)
-	sec_mode fail
+	raw_mode fail
 	if poll_state failover_failed 60; then
 		ok "writes to the secondary device fail: state failover_failed"
 	else
 		not_ok "no failover_failed within 60 s: $(dmsetup status top)"
-		sec_mode linear
 		return
 	fi
 	stat_top
@@ -574,7 +590,7 @@ section5() {
 		ok "chunks not durably merged: $R of $N"
 	else
 		not_ok "chunks to commit in failover_failed: $R of $N (expected 4..$N)"
-		[ "$R" -ge 1 ] && [ "$R" -le "$N" ] || { sec_mode linear; return; }
+		[ "$R" -ge 1 ] && [ "$R" -le "$N" ] || return
 	fi
 	if [ "$(events)" -gt "$ev" ]; then ok "an event at failover_failed"; else not_ok "no event at failover_failed"; fi
 	log=$(kmsg_since)
@@ -604,6 +620,7 @@ section5() {
 	if wr $TOP "$CF" 0 3; then ok "write to chunk $CF (not durably merged) goes to a store while the device fails"; else not_ok "write to chunk $CF, not durably merged: $(cat $ERRF)"; fi
 	same $TOP "in failover_failed the top reads its writes"
 
+	raw_mode linear
 	sec_mode linear
 	check_eq "$(st)" failover_failed "the device back, the state stays failover_failed"
 	wr $TOP $Z || not_ok "write to chunk $Z: $(cat $ERRF)"
