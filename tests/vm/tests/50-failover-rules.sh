@@ -85,6 +85,68 @@ EOF
 # switched below the delay: a dm-delay being suspended lets bios through
 # undelayed, and the merge would run to its end in that window.
 SECRAW=/dev/mapper/secraw
+# A writer running beside the test: random partial or whole chunks of
+# CHUNKS ("a-b,c-d") of DEV, one at a time, until STOP exists; top writes go
+# into the model once they completed.  STOP.started appears after the first
+# completed write, STOP.eio after the first EIO.  Prints "ok=N eio=N
+# ok_after_eio=N"; fails on any other error.
+cat >$TMPDIR/writer.py <<'EOF2'
+import errno, mmap, os, random, sys
+dev, model, stop, spec, seed = sys.argv[1:6]
+chunks = []
+for part in spec.split(","):
+    a, _, b = part.partition("-")
+    chunks += range(int(a), int(b or a) + 1)
+rnd = random.Random(int(seed))
+fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+mfd = os.open(model, os.O_WRONLY) if model != "-" else None
+buf = mmap.mmap(-1, 4096)
+n_ok = n_eio = late = 0
+while not os.path.exists(stop):
+    c = rnd.choice(chunks)
+    off = rnd.randrange(8)
+    n = rnd.randrange(1, 9 - off)
+    data = os.urandom(n * 512)
+    buf[:n * 512] = data
+    pos = c * 4096 + off * 512
+    try:
+        os.pwrite(fd, memoryview(buf)[:n * 512], pos)
+    except OSError as e:
+        if e.errno != errno.EIO:
+            sys.exit("chunk %d: %s" % (c, e))
+        if not n_eio:
+            open(stop + ".eio", "w").close()
+        n_eio += 1
+        continue
+    if mfd is not None:
+        os.pwrite(mfd, data, pos)
+    if n_eio:
+        late += 1
+    n_ok += 1
+    if n_ok == 1:
+        open(stop + ".started", "w").close()
+print("ok=%d eio=%d ok_after_eio=%d" % (n_ok, n_eio, late))
+EOF2
+# writer_start DEV CHUNKS: start a writer (model: for the top only) and wait
+# for its first write.  writer_stop: stop it; its summary is in $WOUT.
+writer_start() {
+	rm -f $TMPDIR/stop $TMPDIR/stop.*
+	python3 $TMPDIR/writer.py "$1" "$([ "$1" = "$TOP" ] && echo $MODEL || echo -)" \
+		$TMPDIR/stop "$2" $RANDOM >$TMPDIR/writer.out 2>&1 &
+	WPID=$!
+	local end=$((SECONDS + 30))
+	until [ -e $TMPDIR/stop.started ]; do
+		[ $SECONDS -lt $end ] && kill -0 $WPID 2>/dev/null || break
+		sleep 0.1
+	done
+}
+writer_stop() {
+	touch $TMPDIR/stop
+	wait $WPID
+	WRC=$?
+	WOUT=$(cat $TMPDIR/writer.out)
+}
+
 sec_table() {
 	case $1 in
 	linear) echo "0 $S linear $SECRAW 0" ;;
@@ -462,7 +524,10 @@ section3() {
 	check_eq "$TC" "$N" "$N chunks to commit"
 	sec_mode slow
 	msg commit_depth 1
-	msg failover || { not_ok "failover failed"; return; }
+	# A top writer on chunks of both stores (not the top ones, checked
+	# below) across the start of the failover and the first copies.
+	writer_start $TOP 1000-1055
+	msg failover || { not_ok "failover failed"; writer_stop; return; }
 	stat_top
 	r0=$TC r1=- r2=-
 	if wait_below "$r0" 60; then r1=$TC; wait_below "$r1" 60 && r2=$TC; fi
@@ -470,6 +535,12 @@ section3() {
 		ok "state failover, chunks to commit count down: $r0 -> $r1 -> $r2"
 	else
 		not_ok "chunks to commit do not count down in failover: $r0 -> $r1 -> $r2 ($(dmsetup status top))"
+	fi
+	writer_stop
+	if [ $WRC -eq 0 ] && [[ $WOUT == ok=* ]] && [[ $WOUT == *" eio=0 "* ]] && [[ $WOUT != ok=0* ]]; then
+		ok "a top writer across the start of the failover: $WOUT"
+	else
+		not_ok "the top writer across the start of the failover: rc $WRC: $WOUT"
 	fi
 	same $TOP "mid-commit the top reads what it showed before failover"
 	mid "the mid-commit read"
@@ -513,7 +584,18 @@ section4() {
 	sec_mode slow
 	msg commit_depth 1
 	old=$(get $SEC $Z)
-	msg failover || { not_ok "failover failed"; return; }
+	# A port writer on chunks of the stores and on chunks of none, across
+	# the failover message: its writes succeed, then fail with EIO only.
+	writer_start $PORT 1000-1039,1500-1520
+	msg failover || { not_ok "failover failed"; writer_stop; return; }
+	local end=$((SECONDS + 30))
+	until [ -e $TMPDIR/stop.eio ] || [ $SECONDS -ge $end ]; do sleep 0.1; done
+	writer_stop
+	if [ $WRC -eq 0 ] && [[ $WOUT == *" ok_after_eio=0" ]] && [[ $WOUT != ok=0* ]] && [[ $WOUT != *" eio=0 "* ]]; then
+		ok "a port writer across the failover message: EIO from then on: $WOUT"
+	else
+		not_ok "the port writer across the failover message: rc $WRC: $WOUT"
+	fi
 	if wr $PORT $Z; then not_ok "a port write right after failover succeeded"; else eio "a port write right after failover fails with EIO"; fi
 	if wr $PORT "${HO[0]}"; then not_ok "a port write to a hidden chunk after failover succeeded"; else eio "a port write to a hidden chunk after failover fails with EIO"; fi
 	check_eq "$(get $SEC $Z)" "$old" "the refused port write left the secondary device alone"
@@ -524,6 +606,7 @@ section4() {
 
 	sec_mode linear
 	poll_state done 120 || { not_ok "no done within 120 s: $(dmsetup status top)"; return; }
+	same $SEC "done: the secondary device holds what the top showed, none of the port's writes"
 	port_refused "in state done"
 	dmsetup reload top --table "$(top_table)" || not_ok "reload of the top"
 	port_refused "with a reloaded top table not yet resumed"
