@@ -87,8 +87,8 @@ EOF
 SECRAW=/dev/mapper/secraw
 # A writer running beside the test: random partial or whole chunks of
 # CHUNKS ("a-b,c-d") of DEV, one at a time, until STOP exists; top writes go
-# into the model once they completed.  STOP.started appears after the first
-# completed write, STOP.eio after the first EIO.  Prints "ok=N eio=N
+# into the model once they completed.  STOP.started appears after 50
+# completed writes, STOP.eio after the first EIO.  Prints "ok=N eio=N
 # ok_after_eio=N"; fails on any other error.
 cat >$TMPDIR/writer.py <<'EOF2'
 import errno, mmap, os, random, sys
@@ -123,12 +123,12 @@ while not os.path.exists(stop):
     if n_eio:
         late += 1
     n_ok += 1
-    if n_ok == 1:
+    if n_ok == 50:
         open(stop + ".started", "w").close()
 print("ok=%d eio=%d ok_after_eio=%d" % (n_ok, n_eio, late))
 EOF2
 # writer_start DEV CHUNKS: start a writer (model: for the top only) and wait
-# for its first write.  writer_stop: stop it; its summary is in $WOUT.
+# for its first 50 writes.  writer_stop: stop it; its summary is in $WOUT.
 writer_start() {
 	rm -f $TMPDIR/stop $TMPDIR/stop.*
 	python3 $TMPDIR/writer.py "$1" "$([ "$1" = "$TOP" ] && echo $MODEL || echo -)" \
