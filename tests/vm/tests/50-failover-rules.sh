@@ -18,7 +18,9 @@
 #  3. I/O during the commit: the count of chunks to commit goes down; reads are
 #     right; writes to a merged chunk, to a chunk not reached yet in active or
 #     in hidden only, and to a chunk in no store all end up in the secondary;
-#  4. the port: EIO on writes from the moment failover is sent, reads pass,
+#     a top writer runs across the failover message and the first copies;
+#  4. the port: EIO on writes from the moment failover is sent (also for a
+#     port writer running across the message), reads pass,
 #     its table refused (mid-commit, done, after a reload, after a reboot
 #     with the top loaded but not yet resumed, and resumed); zeroing both
 #     stores starts a new session where the port works again;
@@ -48,6 +50,7 @@ CHUNK=8	# 4 KiB
 CB=$((CHUNK * 512))
 SEC=/dev/mapper/sec TOP=/dev/mapper/top PORT=/dev/mapper/port
 MODEL=$TMPDIR/model Q=$TMPDIR/queue BUF=$TMPDIR/buf ERRF=$TMPDIR/err
+# The port constructor's ti->error once failed over, as /work/failover-spec.md gives it.
 FAILED_OVER="Replication session has failed over: zero the first 4 KiB of both stores to start a new session"
 SLOW_MS=500	# each write (and flush) of the secondary device, while slowed
 Z=300		# a chunk no history touches
