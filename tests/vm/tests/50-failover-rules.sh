@@ -584,12 +584,13 @@ section4() {
 	new_session
 	slow_history 1000 40
 	wr $PORT 301 && ok "before failover the port takes writes" || not_ok "port write before failover: $(cat $ERRF)"
-	sec_mode slow
-	msg commit_depth 1
 	old=$(get $SEC $Z)
 	# A port writer on chunks of the stores and on chunks of none, across
 	# the failover message: its writes succeed, then fail with EIO only.
+	# (Started before the secondary device is slowed: it waits for 50 writes.)
 	writer_start $PORT 1000-1039,1500-1520
+	sec_mode slow
+	msg commit_depth 1
 	msg failover || { not_ok "failover failed"; writer_stop; return; }
 	local end=$((SECONDS + 30))
 	until [ -e $TMPDIR/stop.eio ] || [ $SECONDS -ge $end ]; do sleep 0.1; done
