@@ -799,9 +799,11 @@ section7() {
 	sync $TOP	# a FLUSH: every write above must survive the cut
 	dmsetup resume disk || die "cannot cut the power"
 	mid "the writes before the cut"
+	wr $SEC $((Z + 1)) || not_ok "write to the secondary device after the cut"	# must be lost
 	if timeout 60 dmsetup remove top; then ok "remove the top after the cut"; else not_ok "remove after the cut failed"; return; fi
 	echo "# reboot: the disk takes writes again"
 	dmsetup load disk --table "$DISK_LINEAR" && dmsetup resume disk || die "cannot restore the disk"
+	check_eq "$(get $SEC $((Z + 1)))" "$(mget $((Z + 1)))" "the cut dropped a write made after it (the rig works)"
 	dmsetup create top --table "$(top_table)" || { not_ok "create the top after the cut"; return; }
 	stat_top
 	check_eq "$ST $ERR" "failover 0" "after the cut the top resumes in state failover"
