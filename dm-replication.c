@@ -2576,7 +2576,7 @@ static int replication_iterate_devices(struct dm_target *ti,
 
 static struct target_type replication_target = {
 	.name = "replication",
-	.version = { 0, 2, 0 },
+	.version = { 0, 3, 0 },
 	.module = THIS_MODULE,
 	.ctr = replication_ctr,
 	.dtr = replication_dtr,
