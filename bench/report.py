@@ -52,8 +52,9 @@ store, SPARE = thin metadata):
 fresh snapshot for snapshot, a fresh thin device for thin (raw, linear and
 raw-nbd have no reset: their regions were written before). Each job writes
 every block of its region once (fio's random map), so a first-touch job
-touches only unmapped chunks. Values are medians of {reps} runs; ratios are
-of medians from this run. Units: IOPS for 4 KiB jobs, MiB/s for 1 MiB jobs.
+touches only unmapped chunks. Values are medians of {reps} runs (rounds: in
+each round every peer runs once); a ratio is the median of the per-round
+ratios. Every run's value is in the .json beside this file. Units: IOPS for 4 KiB jobs, MiB/s for 1 MiB jobs.
 """
 
 
@@ -116,6 +117,20 @@ def ratio(a, b):
     return a / b
 
 
+def pratio(d, fig, dev, w, a, b, metric=None):
+    """The ratio of peer a to peer b: the median of the per-run ratios when
+    both have one value per run (run i of every peer comes from the same
+    round, minutes apart at most, so a load burst on the shared host hits
+    both), else the ratio of the medians."""
+    ra, rb = d.get(fig, dev, w, a, metric), d.get(fig, dev, w, b, metric)
+    if not ra or not rb or not ra["runs"] or not rb["runs"]:
+        return None
+    if len(ra["runs"]) == len(rb["runs"]) and all(rb["runs"]):
+        import statistics
+        return statistics.median(x / y for x, y in zip(ra["runs"], rb["runs"]))
+    return ratio(ra["median"], rb["median"])
+
+
 def io_tables(d, out):
     for fig in ("1", "2", "3", "7"):
         for dev in d.devs(fig):
@@ -129,8 +144,7 @@ def io_tables(d, out):
             out.append("|---" * (1 + len(peers) + len(rat)) + "|")
             for w in wls:
                 cells = [fmt(d.med(fig, dev, w, p)) for p in peers]
-                rs = [fmt(ratio(d.med(fig, dev, w, a), d.med(fig, dev, w, b)))
-                      for a, b in rat]
+                rs = [fmt(pratio(d, fig, dev, w, a, b)) for a, b in rat]
                 out.append("| %s | %s | %s |" % (w, " | ".join(cells),
                                                  " | ".join(rs)))
             out.append("")
@@ -245,7 +259,7 @@ def goals(d):
             vals = []
             for w in d.workloads(fig, dev):
                 if pattern in w:
-                    rt = ratio(d.med(fig, dev, w, a), d.med(fig, dev, w, b))
+                    rt = pratio(d, fig, dev, w, a, b)
                     if rt is not None:
                         vals.append((w, rt))
             if not vals:
@@ -265,15 +279,13 @@ def goals(d):
         vals = []
         for fig in ("1", "2", "3", "7"):
             for w in d.workloads(fig, dev):
-                rt = ratio(d.med(fig, dev, w, "ours-nbd"),
-                           d.med(fig, dev, w, "qemu"))
+                rt = pratio(d, fig, dev, w, "ours-nbd", "qemu")
                 if rt is not None:
                     vals.append((w, rt))
         ceil = []
         for fig in ("1", "2", "3", "7"):
             for w in d.workloads(fig, dev):
-                rt = ratio(d.med(fig, dev, w, "raw-nbd"),
-                           d.med(fig, dev, w, "qemu"))
+                rt = pratio(d, fig, dev, w, "raw-nbd", "qemu")
                 if rt is not None:
                     ceil.append(rt)
         if vals:
