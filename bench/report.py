@@ -430,6 +430,7 @@ def main():
     ap.add_argument("--kernel", required=True)
     ap.add_argument("--secs", type=int)
     ap.add_argument("--command", default="make bench")
+    ap.add_argument("--note", default="", help="a line about this run")
     ap.add_argument("jdir")
     ap.add_argument("rdir")
     a = ap.parse_args()
@@ -452,6 +453,8 @@ def main():
                "noisy, the ratios between peers of this same run are what "
                "counts.%s\n" % (a.command, " Wall time %d s." % a.secs
                                   if a.secs else ""))
+    if a.note:
+        out.append("**Note on this run:** %s\n" % a.note)
     out.append("Devices: brd = 4 RAM disks of %s MiB; virtio = 4 virtio-blk "
                "disks of 1 GiB backed by files on the host (cache=unsafe). "
                "Every device is written whole before the I/O figures. "
