@@ -673,25 +673,41 @@ def failover_bench():
     half = d.sectors * 512 // 2
     res.meta["failover_mib"] = total // MiB
     for rep in range(REPS):
-        # dd of the same size, from a store device to the secondary.
+        # dd of the same size, from a store device to the secondary (and
+        # flushed, as the commit is), with the same reader on the source:
+        # the read latency the copy alone causes on these devices.
+        reader = fio(d.act, "randread", 4096, 1, half, runtime=3600,
+                     background=True)
+        time.sleep(2)
         t0 = time.perf_counter()
         run(["dd", "if=" + d.act, "of=" + d.sec, "bs=1M",
              "count=%d" % (total // MiB), "iflag=direct", "oflag=direct",
-             "status=none"])
+             "conv=fsync", "status=none"])
         secs = time.perf_counter() - t0
+        r = fio_stop(reader, "randread")
         res.add("5", "virtio", "commit %d MiB" % (total // MiB), "dd", "mibs",
                 "MiB/s", total / MiB / secs)
+        for m in ("p50", "p99", "max"):
+            res.add("5", "virtio", "top randread 4k qd1 during commit", "dd",
+                    m, "us", r[m])
         for cls in (Ours, Qemu):
             p = cls(d)
             try:
                 failover_one(res, p, total, half)
             finally:
                 p.close()
+        # The commit depth: 8 (the default) above, the deepest here.
+        p = Ours(d)
+        try:
+            failover_one(res, p, total, half, depth=64)
+        finally:
+            p.close()
     return res
 
 
-def failover_one(res, p, total, half):
+def failover_one(res, p, total, half, depth=None):
     wl = "commit %d MiB" % (total // MiB)
+    name = p.name if depth is None else "%s-depth%d" % (p.name, depth)
     p.reset()
     # Half the dirty data in active (top writes), half in hidden (port
     # writes to other chunks).
@@ -705,10 +721,12 @@ def failover_one(res, p, total, half):
     t0 = time.perf_counter()
     if isinstance(p, Ours):
         try:
+            if depth:
+                dm_message("top", "commit_depth %d" % depth)
             dm_message("top", "failover")
         except OSError as e:
             fio_stop(reader, "randread")
-            res.add("5", "virtio", wl, p.name, "mibs", "MiB/s", None,
+            res.add("5", "virtio", wl, name, "mibs", "MiB/s", None,
                     "not available: failover message fails (%s)" % e.strerror)
             return
         while True:
@@ -727,9 +745,9 @@ def failover_one(res, p, total, half):
             time.sleep(0.005)
     secs = time.perf_counter() - t0
     r = fio_stop(reader, "randread")
-    res.add("5", "virtio", wl, p.name, "mibs", "MiB/s", total / MiB / secs)
+    res.add("5", "virtio", wl, name, "mibs", "MiB/s", total / MiB / secs)
     for m in ("p50", "p99", "max"):
-        res.add("5", "virtio", "top randread 4k qd1 during commit", p.name,
+        res.add("5", "virtio", "top randread 4k qd1 during commit", name,
                 m, "us", r[m])
 
 

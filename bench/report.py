@@ -203,14 +203,16 @@ def failover_table(d, out):
     out.append("### Figure 5: failover commit — virtio\n")
     out.append("Half the dirty data is in active (top writes), half in hidden "
                "(port writes to other chunks). dd: `dd bs=1M iflag=direct "
-               "oflag=direct` of the same size from ACT to SEC. A fio reader "
+               "oflag=direct conv=fsync` of the same size from ACT to SEC, "
+               "with the reader on ACT. A fio reader "
                "(4 KiB random reads, QD1, over active, hidden and plain "
-               "chunks) runs on the top during the commit.\n")
+               "chunks) runs on the top during the commit. ours: "
+               "commit_depth 8 (the default); ours-depth64: 64.\n")
     out.append("| peer | commit MiB/s | /dd | read p50 us | read p99 us | read max us | note |")
     out.append("|---|---|---|---|---|---|---|")
     dd = d.med("5", "virtio", w, "dd")
     rl = "top randread 4k qd1 during commit"
-    for p in ("dd", "ours", "qemu"):
+    for p in ("dd", "ours", "ours-depth64", "qemu"):
         r = d.get("5", "virtio", w, p)
         if not r:
             continue
