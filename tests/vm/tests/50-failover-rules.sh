@@ -51,7 +51,7 @@ CB=$((CHUNK * 512))
 SEC=/dev/mapper/sec TOP=/dev/mapper/top PORT=/dev/mapper/port
 MODEL=$TMPDIR/model Q=$TMPDIR/queue BUF=$TMPDIR/buf ERRF=$TMPDIR/err
 # The port constructor's ti->error once failed over, as /work/failover-spec.md gives it.
-FAILED_OVER="Replication session has failed over: zero the first 4 KiB of both stores to start a new session"
+FAILED_OVER="Session failed over: zero the first 4 KiB of both stores to start anew"
 SLOW_MS=500	# each write (and flush) of the secondary device, while slowed
 Z=300		# a chunk no history touches
 trap 'dm_remove_all' EXIT
