@@ -243,6 +243,7 @@ class Differential:
         self.stats = collections.Counter()
         self.top = None
         self.port = None
+        self.raw = None           # the secondary device (--failover)
         # Weights of the operations, in percent.
         self.ops = [
             (30, self.top_write),
@@ -421,7 +422,8 @@ class Differential:
         step = 2048
         for which, dev, model, length in (
                 ("top", self.top, self.top_model, self.top_len),
-                ("port", self.port, self.sec_model, self.port_len)):
+                ("port", self.port or self.raw, self.sec_model,
+                 self.port_len)):
             for off in range(0, length, step):
                 n = min(step, length - off)
                 self.compare("%s (full compare, %s)" % (which, why), off,
@@ -601,16 +603,20 @@ class Differential:
     # -- the failover finale (--failover) --
 
     def kmsg_mark(self):
-        self.mark = "dmr-diff-mark-%d-%d-%d" % (os.getpid(), self.seed,
-                                                 self.op)
+        """Mark the kernel log; kmsg_since(mark) gives what follows."""
+        self.nmarks = getattr(self, "nmarks", 0) + 1
+        mark = "dmr-diff-mark-%d-%d-%d" % (os.getpid(), self.seed,
+                                           self.nmarks)
         with open("/dev/kmsg", "w") as f:
-            f.write(self.mark + "\n")
+            f.write(mark + "\n")
+        return mark
 
-    def kmsg_since(self):
+    @staticmethod
+    def kmsg_since(mark):
         out = subprocess.run(["dmesg"], stdout=subprocess.PIPE, text=True,
                              check=False).stdout.splitlines()
         for i in range(len(out) - 1, -1, -1):
-            if out[i].endswith(self.mark):
+            if out[i].endswith(mark):
                 return out[i + 1:]
         return out
 
@@ -785,14 +791,14 @@ class Differential:
         self.fo_status("after suspend/resume")
 
     def refuse_port_table(self, why):
-        self.kmsg_mark()
+        mark = self.kmsg_mark()
         r = subprocess.run(["dmsetup", "create", self.a.port, "--table",
                             self.port_table], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, check=False)
         if r.returncode == 0:
             dmsetup("remove", self.a.port)
             self.fail("a port table was accepted %s" % why)
-        log = "\n".join(self.kmsg_since())
+        log = "\n".join(self.kmsg_since(mark))
         if "replication: " + FAILED_OVER not in log:
             self.fail("port table refused %s, but the log lacks '%s': %s"
                       % (why, FAILED_OVER, log.strip()))
@@ -916,7 +922,7 @@ class Differential:
         ev0 = self.dm.event_nr(self.a.top)
 
         self.note("failover (%d chunks to commit)" % self.fo["chunks"])
-        self.kmsg_mark()
+        fo_mark = self.kmsg_mark()
         t0 = time.monotonic()
         try:
             self.dm.message(self.a.top, "failover")
@@ -950,7 +956,7 @@ class Differential:
             if self.fo_status("polling")[0] == "failover":
                 self.fo["in_failover"] += 1
         self.fo["secs"] = self.fo["done_at"] - t1
-        log = self.kmsg_since()
+        log = self.kmsg_since(fo_mark)
         started = [ln for ln in log if "failover: committing" in ln]
         m = re.search(r"failover: committing (\d+) chunks from chunk (\d+)",
                       started[0]) if started else None

@@ -111,6 +111,11 @@ after_cut() {
 	return 0
 }
 
+# done_seen LOG: 1 when the last phase saw done before its cut.
+done_seen() {
+	python3 -c 'import json, sys; print(int("done_seen" in json.load(open(sys.argv[1]))["phases"][-1]))' "$1"
+}
+
 # round N MODE CHUNK [double]
 round() {
 	local n=$1 mode=$2 seed=$((SEED + $1)) t0=$SECONDS st i log=$TMPDIR/log.$1
@@ -123,14 +128,16 @@ round() {
 		not_ok "round $n: the workload failed"
 		[ -f "$log" ] || { reboot; return; }
 	fi
-	local must_done=0
-	[ "$mode" = done ] && must_done=1
+	# Done seen before the cut: it must load as done.
+	local must_done
+	must_done=$(done_seen "$log")
+	[ "$mode" = done ] && check_eq "$must_done" 1 "round $n: done was seen before the cut"
 	after_cut "$n" "($mode)" $must_done || { cp "$log" "$OUT/57-failover-crash.round$n.json"; return; }
 	if [ -n "${4:-}" ] && [ "$(field top 1)" = failover ]; then
 		arm_cut || { not_ok "round $n: cannot load the flakey table"; return; }
 		$PY resume --top $TOP --chunk "$CHUNK" --seed $((seed + 50)) --mode random \
 			--log "$log" --cut-dm crashdisk || not_ok "round $n: the second workload failed"
-		after_cut "$n" "(during the resumed merge)" 0 || { cp "$log" "$OUT/57-failover-crash.round$n.json"; return; }
+		after_cut "$n" "(during the resumed merge)" "$(done_seen "$log")" || { cp "$log" "$OUT/57-failover-crash.round$n.json"; return; }
 	fi
 	# The top, while the merge resumes by itself.
 	$PY verify --top $TOP --sec $SEC --log "$log" | sed "s/^/# (top during the resumed merge) /" >"$TMPDIR/v1"
