@@ -599,6 +599,47 @@ int dmr_store_insert(struct dmr_store *st, struct dmr_map_entry *e)
 }
 
 /**
+ * dmr_store_collect() - list the chunks a store maps
+ * @st: the store, whose map does not change meanwhile
+ * @chunks: filled with the chunks, in no order
+ * @max: room in @chunks: the store's count of mapped chunks
+ * @n: set to how many were listed
+ *
+ * A walk that meets a resize of the table goes on in the new table and may
+ * see chunks twice: the list is then sorted and made unique to make room.
+ *
+ * Return: 0, or -EIO when the map holds more chunks than @max.
+ */
+int dmr_store_collect(struct dmr_store *st, u32 *chunks, u32 max, u32 *n)
+{
+	struct rhashtable_iter iter;
+	struct dmr_map_entry *e;
+	int r = 0;
+
+	*n = 0;
+	rhashtable_walk_enter(&st->map->ht, &iter);
+	rhashtable_walk_start(&iter);
+	while ((e = rhashtable_walk_next(&iter))) {
+		if (IS_ERR(e)) {
+			if (PTR_ERR(e) == -EAGAIN)
+				continue;
+			r = PTR_ERR(e);
+			break;
+		}
+		if (*n >= max)
+			*n = dmr_plan_finish(chunks, *n, 0);
+		if (*n >= max) {
+			r = -EIO;
+			break;
+		}
+		chunks[(*n)++] = e->chunk;
+	}
+	rhashtable_walk_stop(&iter);
+	rhashtable_walk_exit(&iter);
+	return r;
+}
+
+/**
  * dmr_store_prepare_reset() - allocate the empty map of the next epoch
  * @st: the store
  *

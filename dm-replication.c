@@ -195,19 +195,28 @@ static const char * const dmr_msg_names[] = {
 	[DMR_MSG_CHECKPOINT] = "checkpoint",
 	[DMR_MSG_STOP] = "stop",
 	[DMR_MSG_FAILOVER] = "failover",
+	[DMR_MSG_COMMIT_DEPTH] = "commit_depth",
 };
+
+/* The words a message takes after its name. */
+static unsigned int dmr_msg_nr_args(enum dmr_msg msg)
+{
+	return msg == DMR_MSG_COMMIT_DEPTH ? 1 : 0;
+}
 
 /**
  * dmr_parse_message() - parse a message to a secondary device
  * @argc: number of words in the message, at least one
  * @argv: the words
  * @msg: set to the message on success
+ * @value: set to the argument of commit_depth, from 1 to
+ *         %DMR_COMMIT_DEPTH_MAX, on success
  * @error: set to a message for the kernel log on failure
  *
  * Return: 0 on success, -EINVAL with @error set otherwise.
  */
 int dmr_parse_message(unsigned int argc, char **argv, enum dmr_msg *msg,
-		      char **error)
+		      unsigned int *value, char **error)
 {
 	unsigned int i;
 
@@ -218,8 +227,20 @@ int dmr_parse_message(unsigned int argc, char **argv, enum dmr_msg *msg,
 	for (i = 0; i < ARRAY_SIZE(dmr_msg_names); i++) {
 		if (strcmp(argv[0], dmr_msg_names[i]))
 			continue;
-		if (argc > 1) {
-			*error = "Message takes no arguments";
+		if (argc - 1 > dmr_msg_nr_args(i)) {
+			*error = dmr_msg_nr_args(i) ?
+				 "Message takes one argument" :
+				 "Message takes no arguments";
+			return -EINVAL;
+		}
+		if (argc - 1 < dmr_msg_nr_args(i)) {
+			*error = "Message needs an argument";
+			return -EINVAL;
+		}
+		if (i == DMR_MSG_COMMIT_DEPTH &&
+		    (kstrtouint(argv[1], 10, value) || !*value ||
+		     *value > DMR_COMMIT_DEPTH_MAX)) {
+			*error = "Invalid commit_depth: expected 1 to 64 extents";
 			return -EINVAL;
 		}
 		*msg = i;
@@ -257,12 +278,14 @@ const char *dmr_state_name(enum dmr_state state)
  * QEMU's rules: a promoted secondary (failover, done) has nothing to
  * checkpoint, so checkpoint, stop and failover do nothing there; after a
  * failed failover the stores hold unmerged data, so only a retry of the
- * failover is allowed.
+ * failover is allowed.  The commit depth may be set in any state.
  *
  * Return: the action.
  */
 enum dmr_action dmr_msg_action(enum dmr_state state, enum dmr_msg msg)
 {
+	if (msg == DMR_MSG_COMMIT_DEPTH)
+		return DMR_ACT_COMMIT_DEPTH;
 	switch (state) {
 	case DMR_STATE_RUNNING:
 		if (msg == DMR_MSG_CHECKPOINT)
@@ -297,7 +320,6 @@ enum dmr_action dmr_msg_action(enum dmr_state state, enum dmr_msg msg)
  *    readers, so no top read can see the secondary device half overwritten.
  */
 
-#define DMR_BUCKETS		1024U
 #define DMR_COMMIT_PERIOD	HZ
 
 /*
@@ -329,54 +351,16 @@ struct dmr_bio {
 #define DMR_PB_PORT		BIT(1)	/* a port bio */
 #define DMR_PB_COMMITTED	BIT(2)	/* a FUA write whose commit is done */
 
-struct dmr_core {
-	struct dmr_store hidden;
-	struct dmr_store active;
-	struct block_device *secondary;
-	sector_t len;
-	u32 chunk_sectors;
-	unsigned int chunk_shift;
-	u64 nr_chunks;
-	struct dm_io_client *io;
-	struct dm_kcopyd_client *kc;
-	struct workqueue_struct *wq;
-	mempool_t job_pool;
-	struct dmr_bucket *buckets;
-
-	/* The session's shared header fields. */
-	struct mutex state_lock;	/* serialises messages: state changes */
-	enum dmr_state state;
-	u64 seq;
-	u64 epoch;
-	u8 uuid[DMR_UUID_SIZE];
-
-	/* Reported by status. */
-	atomic_t error;			/* first errno since the checkpoint */
-	atomic_t hidden_only;		/* chunks in hidden and not in active */
-	unsigned int nr_checkpoints;
-	unsigned int low_water_mark;	/* 0: none */
-	atomic_t low_water_fired;
-
-	/* In-flight bios, and the gate a checkpoint closes to drain them. */
-	atomic_t inflight;
-	wait_queue_head_t drain_wait;
-	bool frozen;
-
-	spinlock_t lock;		/* the bio lists below, frozen */
-	struct bio_list deferred;	/* to be mapped (again) by the worker */
-	struct bio_list frozen_bios;	/* arrived while frozen */
-	struct bio_list commit_waiters;	/* top flushes and FUA writes */
-	struct work_struct defer_work;
-	struct work_struct active_commit_work;
-	struct work_struct hidden_commit_work;
-	struct delayed_work periodic_work;
-	struct llist_head done_jobs;
-	struct work_struct done_work;
-
-	struct mutex event_lock;	/* protects ti */
-	struct dm_target *ti;		/* the live top's, for events */
-	struct work_struct event_work;
-};
+/**
+ * dmr_core_name() - the name of the session's top device, for the log
+ * @core: the session's loaded state
+ *
+ * Return: the top's major:minor when the stores were loaded.
+ */
+const char *dmr_core_name(struct dmr_core *core)
+{
+	return core->name;
+}
 
 static struct dmr_bio *dmr_pb(struct bio *bio)
 {
@@ -440,13 +424,26 @@ static void dmr_event_work(struct work_struct *w)
 	mutex_unlock(&core->event_lock);
 }
 
-static void dmr_raise_event(struct dmr_core *core)
+/**
+ * dmr_raise_event() - raise a dm event on the live top device
+ * @core: the session's loaded state
+ *
+ * The event is raised by a worker, so any context may call this.
+ */
+void dmr_raise_event(struct dmr_core *core)
 {
 	queue_work(core->wq, &core->event_work);
 }
 
-/* Records the first replication error since the last checkpoint. */
-static void dmr_set_error(struct dmr_core *core, int err)
+/**
+ * dmr_set_error() - record a replication error
+ * @core: the session's loaded state
+ * @err: a negative errno
+ *
+ * The first error since the last checkpoint is kept for status, logged, and
+ * raises a dm event.
+ */
+void dmr_set_error(struct dmr_core *core, int err)
 {
 	if (!atomic_cmpxchg(&core->error, 0, -err)) {
 		DMERR("%pg: replication error %d", core->secondary, err);
@@ -497,8 +494,13 @@ static bool dmr_enter(struct dmr_core *core, struct bio *bio)
 	}
 }
 
-/* Closes the gate and waits until nothing is in flight. */
-static void dmr_freeze(struct dmr_core *core)
+/**
+ * dmr_freeze() - close the gate and wait until nothing is in flight
+ * @core: the session's loaded state
+ *
+ * New bios of the top and the port are parked until dmr_thaw().
+ */
+void dmr_freeze(struct dmr_core *core)
 {
 	spin_lock_irq(&core->lock);
 	WRITE_ONCE(core->frozen, true);
@@ -508,7 +510,11 @@ static void dmr_freeze(struct dmr_core *core)
 	wait_event(core->drain_wait, !atomic_read(&core->inflight));
 }
 
-static void dmr_thaw(struct dmr_core *core)
+/**
+ * dmr_thaw() - open the gate: parked bios are mapped by the worker
+ * @core: the session's loaded state
+ */
+void dmr_thaw(struct dmr_core *core)
 {
 	spin_lock_irq(&core->lock);
 	WRITE_ONCE(core->frozen, false);
@@ -518,7 +524,12 @@ static void dmr_thaw(struct dmr_core *core)
 	queue_work(core->wq, &core->defer_work);
 }
 
-static void dmr_defer_bios(struct dmr_core *core, struct bio_list *bios)
+/**
+ * dmr_defer_bios() - have the worker map bios (again)
+ * @core: the session's loaded state
+ * @bios: the bios, counted in flight or not; emptied
+ */
+void dmr_defer_bios(struct dmr_core *core, struct bio_list *bios)
 {
 	unsigned long flags;
 
@@ -532,7 +543,14 @@ static void dmr_defer_bios(struct dmr_core *core, struct bio_list *bios)
 
 /* ---- chunk buckets ----------------------------------------------------------------- */
 
-static struct dmr_bucket *dmr_bucket(struct dmr_core *core, u32 chunk)
+/**
+ * dmr_bucket() - the lock bucket of a chunk
+ * @core: the session's loaded state
+ * @chunk: the chunk
+ *
+ * Return: the bucket.
+ */
+struct dmr_bucket *dmr_bucket(struct dmr_core *core, u32 chunk)
 {
 	return &core->buckets[hash_32(chunk, ilog2(DMR_BUCKETS))];
 }
@@ -569,16 +587,21 @@ static void dmr_reader_put(struct dmr_core *core, u32 chunk)
 	struct dmr_bucket *b = dmr_bucket(core, chunk);
 	struct bio_list waiters;
 	unsigned long flags;
+	bool last;
 
 	bio_list_init(&waiters);
 	spin_lock_irqsave(&b->lock, flags);
-	if (!--b->readers) {
+	last = !--b->readers;
+	if (last) {
 		waiters = b->wait_readers;
 		bio_list_init(&b->wait_readers);
 	}
 	spin_unlock_irqrestore(&b->lock, flags);
 
 	dmr_defer_bios(core, &waiters);
+	/* A failover's extent may wait for the bucket's writers. */
+	if (last)
+		dmr_commit_writer_done(core);
 }
 
 static void dmr_job_free(struct dmr_job *job)
@@ -624,7 +647,16 @@ static int dmr_job_map(struct dmr_job *job)
 
 /* ---- commits -------------------------------------------------------------------- */
 
-static void dmr_active_commit(struct dmr_core *core)
+/**
+ * dmr_active_commit() - commit active, and complete the flushes waiting for it
+ * @core: the session's loaded state
+ *
+ * Once the session fails over, top writes also go in place into hidden and
+ * straight to the secondary device: those are flushed too.
+ *
+ * Return: 0 or the commit's error, which the waiting bios get too.
+ */
+int dmr_active_commit(struct dmr_core *core)
 {
 	struct bio_list waiters;
 	struct llist_node *done;
@@ -638,6 +670,11 @@ static void dmr_active_commit(struct dmr_core *core)
 
 	done = dmr_store_commit(&core->active, &err);
 	dmr_free_job_list(done);
+	if (!err && READ_ONCE(core->state) != DMR_STATE_RUNNING) {
+		err = blkdev_issue_flush(core->hidden.bdev);
+		if (!err)
+			err = blkdev_issue_flush(core->secondary);
+	}
 	if (err)
 		dmr_set_error(core, err);
 
@@ -647,6 +684,7 @@ static void dmr_active_commit(struct dmr_core *core)
 			bio->bi_status = errno_to_blk_status(err);
 		bio_endio(bio);
 	}
+	return err;
 }
 
 static void dmr_active_commit_work(struct work_struct *w)
@@ -1006,11 +1044,68 @@ static int dmr_top_write_new(struct dmr_core *core, struct bio *bio, u32 chunk)
 	return DM_MAPIO_SUBMITTED;
 }
 
+/* Counts a write in place in its bucket, for the merge to wait for. */
+static void dmr_mark_writer(struct bio *bio, u32 chunk)
+{
+	dmr_pb(bio)->flags |= DMR_PB_READER;
+	dmr_pb(bio)->chunk = chunk;
+}
+
+/*
+ * The top while failing over, or after a failed failover: chunks merged
+ * durably are the secondary device's; see dm-replication-commit.c.
+ */
+static int dmr_top_failover(struct dmr_core *core, struct bio *bio, u32 chunk,
+			    enum dmr_state state)
+{
+	u64 durable = dmr_commit_durable(core);
+	u32 aslot = 0, hslot = 0;
+	bool in_active, in_hidden;
+	enum dmr_route route;
+
+	in_active = dmr_store_lookup(&core->active, chunk, &aslot);
+	in_hidden = dmr_store_lookup(&core->hidden, chunk, &hslot);
+
+	if (bio_op(bio) == REQ_OP_READ) {
+		if (state == DMR_STATE_FAILOVER_FAILED && chunk >= durable)
+			return dmr_top_read(core, bio, chunk);
+		route = dmr_route_read(chunk, durable, in_active, in_hidden);
+	} else if (bio_op(bio) == REQ_OP_WRITE) {
+		route = dmr_commit_route_write(core, bio, chunk, in_active,
+					       in_hidden);
+	} else {
+		dmr_fail_bio(bio, -EIO);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	switch (route) {
+	case DMR_ROUTE_SECONDARY:
+		dmr_remap_secondary(core, bio);
+		return DM_MAPIO_REMAPPED;
+	case DMR_ROUTE_ACTIVE:
+		if (bio_op(bio) == REQ_OP_WRITE)
+			dmr_mark_writer(bio, chunk);
+		dmr_remap_store(core, bio, &core->active, aslot);
+		return DM_MAPIO_REMAPPED;
+	case DMR_ROUTE_HIDDEN:
+		if (bio_op(bio) == REQ_OP_WRITE)
+			dmr_mark_writer(bio, chunk);
+		dmr_remap_store(core, bio, &core->hidden, hslot);
+		return DM_MAPIO_REMAPPED;
+	case DMR_ROUTE_COPY_UP:
+		return dmr_top_write_new(core, bio, chunk);
+	case DMR_ROUTE_WAIT:
+		break;
+	}
+	return DM_MAPIO_SUBMITTED;
+}
+
 static int dmr_top_process(struct dmr_core *core, struct bio *bio)
 {
+	enum dmr_state state = READ_ONCE(core->state);
 	u32 chunk, slot;
 
-	if (READ_ONCE(core->state) == DMR_STATE_DONE) {
+	if (state == DMR_STATE_DONE) {
 		dmr_remap_secondary(core, bio);
 		return DM_MAPIO_REMAPPED;
 	}
@@ -1020,6 +1115,8 @@ static int dmr_top_process(struct dmr_core *core, struct bio *bio)
 	}
 
 	chunk = dmr_bio_chunk(core, bio);
+	if (state != DMR_STATE_RUNNING)
+		return dmr_top_failover(core, bio, chunk, state);
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
 		return dmr_top_read(core, bio, chunk);
@@ -1175,9 +1272,17 @@ static void dmr_core_header(struct dmr_core *core, struct dmr_store *st,
 	h->chunk_sectors = core->chunk_sectors;
 	h->secondary_sectors = core->len;
 	h->layout = st->layout;
+	h->commit_cursor = core->merge.cursor;
 }
 
-static int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st)
+/**
+ * dmr_core_write_header() - write a store's header from the session's state
+ * @core: the session's loaded state; the caller serialises header writes
+ * @st: the store
+ *
+ * Return: 0 or a negative errno.
+ */
+int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st)
 {
 	struct dmr_header h;
 
@@ -1287,6 +1392,9 @@ static struct dmr_core *dmr_core_alloc(struct dmr_secondary *s)
 	INIT_WORK(&core->done_work, dmr_done_work);
 	INIT_WORK(&core->event_work, dmr_event_work);
 	INIT_DELAYED_WORK(&core->periodic_work, dmr_periodic_work);
+	dmr_merge_init(core);
+	strscpy(core->name, dm_table_device_name(s->ti->table),
+		sizeof(core->name));
 
 	core->buckets = kvcalloc(DMR_BUCKETS, sizeof(*core->buckets),
 				 GFP_KERNEL);
@@ -1338,6 +1446,8 @@ static int dmr_core_adopt(struct dmr_core *core, enum dmr_load_action action,
 		core->epoch = newer->epoch;
 		core->state = newer->state;
 		memcpy(core->uuid, newer->uuid, DMR_UUID_SIZE);
+		core->merge.durable = newer->commit_cursor;
+		core->merge.cursor = newer->commit_cursor;
 	}
 
 	/* Bring a blank or lagging store to the session's generation. */
@@ -1405,6 +1515,11 @@ static struct dmr_core *dmr_core_load(struct dmr_secondary *s, char **error)
 	if (r)
 		goto bad;
 	atomic_set(&core->hidden_only, hidden_only);
+	r = dmr_commit_load(core);
+	if (r) {
+		*error = "Cannot plan the failover's commit";
+		goto bad;
+	}
 
 	queue_delayed_work(core->wq, &core->periodic_work, DMR_COMMIT_PERIOD);
 	return core;
@@ -1416,6 +1531,7 @@ bad:
 /* Unloads the stores; nothing may be in flight on the top any more. */
 static void dmr_core_unload(struct dmr_core *core)
 {
+	dmr_merge_exit(core);
 	dmr_freeze(core);
 	cancel_delayed_work_sync(&core->periodic_work);
 	flush_workqueue(core->wq);
@@ -1424,13 +1540,19 @@ static void dmr_core_unload(struct dmr_core *core)
 	dmr_core_free(core);
 }
 
-/*
- * Moves the session to a new epoch (a checkpoint) and to @state, durably:
- * drain the top and the port, write both headers with FUA, empty the maps,
+/**
+ * dmr_new_epoch() - move the session to a new epoch and a state, durably
+ * @core: the session's loaded state; the caller holds its state_lock
+ * @state: the state of the new epoch
+ *
+ * A checkpoint, stop, or the end of a failover: drain the top and the port,
+ * flush the secondary device, write both headers with FUA, empty the maps,
  * let the parked bios go.  The first header write is the commit point: on
  * load the newer generation wins.
+ *
+ * Return: 0, or a negative errno; before the commit point nothing changed.
  */
-static int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
+int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 {
 	struct llist_node *discarded;
 	u64 old_seq = core->seq, old_epoch = core->epoch;
@@ -1571,6 +1693,19 @@ out:
 	return r;
 }
 
+/*
+ * The session's state: the loaded one, or before the first resume the one
+ * the top's constructor read from the headers.
+ */
+static enum dmr_state dmr_session_state(struct dmr_session *ses)
+{
+	struct dmr_core *core;
+
+	core = rcu_dereference_protected(ses->core,
+					 lockdep_is_held(&dmr_sessions_lock));
+	return core ? READ_ONCE(core->state) : ses->disk_state;
+}
+
 /* A port table joins the session of a loaded secondary over its device. */
 static int dmr_session_attach_port(struct dmr_port *p)
 {
@@ -1594,6 +1729,13 @@ static int dmr_session_attach_port(struct dmr_port *p)
 	if (ses->port_md && ses->port_md != md) {
 		ti->error = "Secondary device already has a port";
 		r = -EBUSY;
+		goto out;
+	}
+	if (dmr_session_state(ses) != DMR_STATE_RUNNING) {
+		/* The split-brain guard: see Documentation, "Failover". */
+		ti->error =
+			"Session failed over: zero the first 4 KiB of both stores to start anew";
+		r = -EPERM;
 		goto out;
 	}
 	ses->port_md = md;
@@ -1768,7 +1910,13 @@ static int dmr_secondary_check_headers(struct dm_target *ti,
 	}
 	r = dmr_read_headers(s, io, &hh, &ah, &action, &ti->error);
 	dm_io_client_destroy(io);
-	return r;
+	if (r)
+		return r;
+	mutex_lock(&dmr_sessions_lock);
+	s->session->disk_state = action == DMR_LOAD_RESUME ?
+		(hh.seq >= ah.seq ? hh.state : ah.state) : DMR_STATE_RUNNING;
+	mutex_unlock(&dmr_sessions_lock);
+	return 0;
 }
 
 static int dmr_secondary_ctr(struct dm_target *ti, struct dm_arg_set *as)
@@ -1885,16 +2033,22 @@ static int dmr_secondary_preresume(struct dm_target *ti)
 	mutex_lock(&core->event_lock);
 	core->ti = ti;
 	mutex_unlock(&core->event_lock);
+	dmr_commit_resume(core);
 	return 0;
 }
 
-/* Suspend and reload lose nothing: commit what completed. */
+/*
+ * Suspend and reload lose nothing: commit what completed.  A failover's
+ * merge pauses until the next resume, with its progress durable.
+ */
 static void dmr_secondary_postsuspend(struct dm_target *ti)
 {
 	struct dmr_core *core = dmr_secondary_core(to_secondary(ti));
 
-	if (core)
+	if (core) {
 		dmr_active_commit(core);
+		dmr_commit_pause(core);
+	}
 }
 
 static int dmr_secondary_map(struct dm_target *ti, struct bio *bio)
@@ -1913,27 +2067,34 @@ static void dmr_secondary_status_info(struct dm_target *ti, char *result,
 {
 	struct dmr_secondary *s = to_secondary(ti);
 	struct dmr_core *core = dmr_secondary_core(s);
+	enum dmr_state state;
 	unsigned int sz = 0;
+	u32 to_commit;
 
 	if (!core) {
 		DMEMIT("secondary %s 0 0/%llu 0/%llu 0 0",
-		       dmr_state_name(DMR_STATE_RUNNING),
+		       dmr_state_name(s->session->disk_state),
 		       (unsigned long long)dmr_store_capacity(dmr_dev_sectors(s->active),
 							      s->chunk_sectors),
 		       (unsigned long long)dmr_store_capacity(dmr_dev_sectors(s->hidden),
 							      s->chunk_sectors));
 		return;
 	}
+	state = READ_ONCE(core->state);
+	if (state == DMR_STATE_RUNNING)
+		to_commit = atomic_read(&core->active.nr_mapped) +
+			    atomic_read(&core->hidden_only);
+	else if (state == DMR_STATE_DONE)
+		to_commit = 0;
+	else
+		to_commit = dmr_commit_remaining(core);
 	DMEMIT("secondary %s %d %u/%llu %u/%llu %u %u",
-	       dmr_state_name(READ_ONCE(core->state)),
-	       atomic_read(&core->error),
+	       dmr_state_name(state), atomic_read(&core->error),
 	       dmr_store_used(&core->active),
 	       (unsigned long long)core->active.layout.nr_slots,
 	       dmr_store_used(&core->hidden),
 	       (unsigned long long)core->hidden.layout.nr_slots,
-	       READ_ONCE(core->nr_checkpoints),
-	       atomic_read(&core->active.nr_mapped) +
-	       atomic_read(&core->hidden_only));
+	       READ_ONCE(core->nr_checkpoints), to_commit);
 }
 
 static void dmr_secondary_status_table(struct dm_target *ti, char *result,
@@ -1956,11 +2117,12 @@ static int dmr_secondary_message(struct dm_target *ti, unsigned int argc,
 	struct dmr_secondary *s = to_secondary(ti);
 	const char *name = dm_table_device_name(ti->table);
 	struct dmr_core *core = dmr_secondary_core(s);
+	unsigned int value = 0;
 	enum dmr_msg msg;
 	char *error;
 	int r;
 
-	r = dmr_parse_message(argc, argv, &msg, &error);
+	r = dmr_parse_message(argc, argv, &msg, &value, &error);
 	if (r) {
 		DMERR("%s: %s: %s", name, error, argv[0]);
 		return r;
@@ -1984,6 +2146,9 @@ static int dmr_secondary_message(struct dm_target *ti, unsigned int argc,
 		break;
 	case DMR_ACT_FAILOVER:
 		r = dmr_commit_start(core);
+		break;
+	case DMR_ACT_COMMIT_DEPTH:
+		r = dmr_commit_set_depth(core, value);
 		break;
 	case DMR_ACT_REFUSE:
 		DMERR("%s: %s is not allowed in state %s", name, argv[0],

@@ -12,6 +12,7 @@
 #include <linux/bio.h>
 #include <linux/device-mapper.h>
 #include <linux/list.h>
+#include <linux/mempool.h>
 #include <linux/llist.h>
 #include <linux/mutex.h>
 #include <linux/rhashtable-types.h>
@@ -42,7 +43,14 @@ enum dmr_msg {
 	DMR_MSG_CHECKPOINT,
 	DMR_MSG_STOP,
 	DMR_MSG_FAILOVER,
+	DMR_MSG_COMMIT_DEPTH,
 };
+
+/* Extents of the failover's merge in flight: the commit_depth message. */
+#define DMR_COMMIT_DEPTH_DEFAULT	8U
+#define DMR_COMMIT_DEPTH_MAX		64U
+/* The largest extent the merge copies at once, in sectors (1 MiB). */
+#define DMR_EXTENT_SECTORS		2048U
 
 /* Replication states of a secondary, as reported by status and kept on disk. */
 enum dmr_state {
@@ -60,6 +68,7 @@ enum dmr_action {
 	DMR_ACT_STOP,
 	DMR_ACT_FAILOVER,
 	DMR_ACT_REFUSE,		/* fail with EINVAL, naming the state */
+	DMR_ACT_COMMIT_DEPTH,	/* set the failover's commit depth */
 };
 
 /* Feature arguments of a secondary table. */
@@ -155,6 +164,7 @@ enum dmr_load_action {
 
 struct dmr_map;
 struct dm_io_client;
+struct dm_kcopyd_client;
 struct dm_bufio_client;
 
 /*
@@ -226,6 +236,7 @@ int dmr_store_alloc_slot(struct dmr_store *st, u32 *slot);
 u32 dmr_store_used(struct dmr_store *st);
 bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot);
 bool dmr_store_lookup_durable(struct dmr_store *st, u32 chunk);
+int dmr_store_collect(struct dmr_store *st, u32 *chunks, u32 max, u32 *n);
 int dmr_store_insert(struct dmr_store *st, struct dmr_map_entry *e);
 struct dmr_map_entry *dmr_store_alloc_entry(gfp_t gfp);
 void dmr_store_free_entry(struct dmr_map_entry *e);
@@ -252,11 +263,111 @@ void dmr_cow_exit(void);
 struct dmr_bucket {
 	spinlock_t lock;		/* protects the bucket */
 	struct hlist_head busy;		/* jobs holding a chunk */
-	unsigned int readers;		/* top reads of the secondary in flight */
+	unsigned int readers;		/* top reads of the secondary, or a
+					 * failover's writes in place, in flight
+					 */
 	struct bio_list wait_readers;	/* port writes waiting for them */
 };
 
-struct dmr_core;
+/* A run of consecutive plan chunks, copied from consecutive slots of a store. */
+struct dmr_extent {
+	struct list_head list;		/* on the merge's extents, in order */
+	struct dmr_core *core;
+	u32 first;			/* its first chunk */
+	u32 nr;				/* its chunks */
+	enum dmr_role store;		/* which store it is copied from */
+	u32 slot;			/* its first slot */
+	bool done;			/* copied without error */
+};
+
+#define DMR_BUCKETS		1024U
+
+/*
+ * The merge-down commit of a failover (dm-replication-commit.c).
+ *
+ * The plan is the sorted list of chunks held by either store at or above the
+ * durable cursor.  It is copied in extents, in plan order; chunks below
+ * @started belong to extents already claimed, chunks below @durable are in
+ * the secondary device and the cursor saying so is on disk.
+ */
+struct dmr_merge {
+	spinlock_t lock;		/* the fields below but plan and work */
+	u32 *plan;			/* chunks to merge, ascending */
+	u32 nr_plan;
+	u32 next;			/* plan index of the next extent */
+	u64 durable;			/* the cursor on disk: routes writes */
+	u64 cursor;			/* the cursor headers are written with */
+	u64 started;			/* chunks below are claimed by extents */
+	struct list_head extents;	/* claimed and not yet durable */
+	struct dmr_extent *blocked;	/* claimed, waiting for writers */
+	unsigned int claimed;		/* extents claimed, not yet copied */
+	unsigned int depth;		/* extents in flight at most */
+	u32 nr_copied;			/* plan chunks in copied extents */
+	u32 nr_durable;			/* plan chunks below the cursor */
+	int err;			/* the first error: the merge stops */
+	bool paused;			/* the top is suspended */
+	bool wait_writers;		/* @blocked waits for a bucket */
+	struct bio_list waiters;	/* writes to chunks in [durable, started) */
+	wait_queue_head_t idle;		/* no extent is copying */
+	unsigned int copying;
+	unsigned long since;		/* jiffies at the last cursor commit */
+	unsigned long start;		/* jiffies at the start */
+	struct work_struct work;	/* claims and copies extents */
+	struct work_struct cursor_work;	/* makes progress durable */
+};
+
+/* The loaded replication state of a session: its stores and data path. */
+struct dmr_core {
+	struct dmr_store hidden;
+	struct dmr_store active;
+	struct block_device *secondary;
+	sector_t len;
+	u32 chunk_sectors;
+	unsigned int chunk_shift;
+	u64 nr_chunks;
+	struct dm_io_client *io;
+	struct dm_kcopyd_client *kc;
+	struct workqueue_struct *wq;
+	mempool_t job_pool;
+	struct dmr_bucket *buckets;
+
+	/* The session's shared header fields. */
+	struct mutex state_lock;	/* serialises messages: state changes */
+	enum dmr_state state;
+	u64 seq;
+	u64 epoch;
+	u8 uuid[DMR_UUID_SIZE];
+
+	/* Reported by status. */
+	atomic_t error;			/* first errno since the checkpoint */
+	atomic_t hidden_only;		/* chunks in hidden and not in active */
+	unsigned int nr_checkpoints;
+	unsigned int low_water_mark;	/* 0: none */
+	atomic_t low_water_fired;
+
+	/* In-flight bios, and the gate a checkpoint closes to drain them. */
+	atomic_t inflight;
+	wait_queue_head_t drain_wait;
+	bool frozen;
+
+	spinlock_t lock;		/* the bio lists below, frozen */
+	struct bio_list deferred;	/* to be mapped (again) by the worker */
+	struct bio_list frozen_bios;	/* arrived while frozen */
+	struct bio_list commit_waiters;	/* top flushes and FUA writes */
+	struct work_struct defer_work;
+	struct work_struct active_commit_work;
+	struct work_struct hidden_commit_work;
+	struct delayed_work periodic_work;
+	struct llist_head done_jobs;
+	struct work_struct done_work;
+
+	struct dmr_merge merge;
+	char name[16];			/* the top's major:minor, for the log */
+
+	struct mutex event_lock;	/* protects ti */
+	struct dm_target *ti;		/* the live top's, for events */
+	struct work_struct event_work;
+};
 
 /*
  * A replication session: what the top device and the port of one secondary
@@ -273,6 +384,7 @@ struct dmr_session {
 	unsigned int nr_port;		/* port tables holding it */
 	struct dmr_core __rcu *core;	/* loaded stores, while a top lives */
 	dev_t hidden_dev, active_dev;	/* what the core was loaded from */
+	enum dmr_state disk_state;	/* read by the top's ctr, until loaded */
 	u32 chunk_sectors;
 };
 
@@ -321,11 +433,59 @@ int dmr_parse_secondary_features(struct dm_arg_set *as,
 				 char **error);
 int dmr_parse_no_features(struct dm_arg_set *as, char **error);
 int dmr_parse_message(unsigned int argc, char **argv, enum dmr_msg *msg,
-		      char **error);
+		      unsigned int *value, char **error);
 const char *dmr_state_name(enum dmr_state state);
 enum dmr_action dmr_msg_action(enum dmr_state state, enum dmr_msg msg);
 
-/* dm-replication-commit.c: merge-down commit (failover). */
+/* dm-replication.c: what the merge-down commit uses of the session. */
+void dmr_freeze(struct dmr_core *core);
+void dmr_thaw(struct dmr_core *core);
+int dmr_active_commit(struct dmr_core *core);
+int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st);
+int dmr_new_epoch(struct dmr_core *core, enum dmr_state state);
+void dmr_set_error(struct dmr_core *core, int err);
+void dmr_raise_event(struct dmr_core *core);
+void dmr_defer_bios(struct dmr_core *core, struct bio_list *bios);
+struct dmr_bucket *dmr_bucket(struct dmr_core *core, u32 chunk);
+const char *dmr_core_name(struct dmr_core *core);
+
+/* dm-replication-commit.c: the merge-down commit (failover). */
+
+/* Where a top bio goes while the session is failing over (or failed to). */
+enum dmr_route {
+	DMR_ROUTE_SECONDARY,	/* the chunk is in no store, or merged durably */
+	DMR_ROUTE_ACTIVE,	/* active's slot */
+	DMR_ROUTE_HIDDEN,	/* hidden's slot, written in place */
+	DMR_ROUTE_COPY_UP,	/* a new active slot, copied up from hidden */
+	DMR_ROUTE_WAIT,		/* until the cursor covering the chunk is durable */
+};
+
+/* Where a chunk is copied from: a store's slot, for the merge's extents. */
+typedef bool (*dmr_source_fn)(void *ctx, u32 chunk, enum dmr_role *store,
+			      u32 *slot);
+
+u32 dmr_plan_finish(u32 *chunks, u32 n, u64 cursor);
+u32 dmr_plan_extent(const u32 *plan, u32 n, u32 i, u32 max,
+		    dmr_source_fn source, void *ctx);
+enum dmr_route dmr_route_read(u64 chunk, u64 durable, bool in_active,
+			      bool in_hidden);
+enum dmr_route dmr_route_write(enum dmr_state state, u64 chunk, u64 durable,
+			       u64 started, bool in_active, bool in_hidden);
+u64 dmr_merge_cursor(const struct list_head *extents, u64 started,
+		     u32 *nr_chunks, unsigned int *nr_extents);
+
+void dmr_merge_init(struct dmr_core *core);
+void dmr_merge_exit(struct dmr_core *core);
+int dmr_commit_load(struct dmr_core *core);
 int dmr_commit_start(struct dmr_core *core);
+void dmr_commit_pause(struct dmr_core *core);
+void dmr_commit_resume(struct dmr_core *core);
+int dmr_commit_set_depth(struct dmr_core *core, unsigned int depth);
+u32 dmr_commit_remaining(struct dmr_core *core);
+enum dmr_route dmr_commit_route_write(struct dmr_core *core, struct bio *bio,
+				      u32 chunk, bool in_active,
+				      bool in_hidden);
+u64 dmr_commit_durable(struct dmr_core *core);
+void dmr_commit_writer_done(struct dmr_core *core);
 
 #endif /* DM_REPLICATION_H */

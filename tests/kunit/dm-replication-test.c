@@ -261,36 +261,70 @@ static void no_features_accepts_only_empty(struct kunit *test)
 
 /* ---- messages and states ----------------------------------------------- */
 
-static void message_accepts_the_three(struct kunit *test)
+static void message_accepts_the_four(struct kunit *test)
 {
+	unsigned int value = 0;
 	enum dmr_msg msg;
 	char *error = NULL;
 
 	KUNIT_EXPECT_EQ(test, dmr_parse_message(1, ARGS("checkpoint"), &msg,
-						&error), 0);
+						&value, &error), 0);
 	KUNIT_EXPECT_EQ(test, msg, DMR_MSG_CHECKPOINT);
-	KUNIT_EXPECT_EQ(test, dmr_parse_message(1, ARGS("stop"), &msg, &error),
-			0);
+	KUNIT_EXPECT_EQ(test, dmr_parse_message(1, ARGS("stop"), &msg, &value,
+						&error), 0);
 	KUNIT_EXPECT_EQ(test, msg, DMR_MSG_STOP);
 	KUNIT_EXPECT_EQ(test, dmr_parse_message(1, ARGS("failover"), &msg,
-						&error), 0);
+						&value, &error), 0);
 	KUNIT_EXPECT_EQ(test, msg, DMR_MSG_FAILOVER);
+	KUNIT_EXPECT_EQ(test, dmr_parse_message(2, ARGS("commit_depth", "1"),
+						&msg, &value, &error), 0);
+	KUNIT_EXPECT_EQ(test, msg, DMR_MSG_COMMIT_DEPTH);
+	KUNIT_EXPECT_EQ(test, value, 1U);
+	KUNIT_EXPECT_EQ(test, dmr_parse_message(2, ARGS("commit_depth", "64"),
+						&msg, &value, &error), 0);
+	KUNIT_EXPECT_EQ(test, value, 64U);
 	KUNIT_EXPECT_NULL(test, error);
+}
+
+static void message_rejects_bad_commit_depth(struct kunit *test)
+{
+	static const char * const bad[] = { "0", "65", "x", "-1", "8x", "" };
+	unsigned int value = 0, i;
+	enum dmr_msg msg;
+	char *error = NULL;
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		KUNIT_EXPECT_EQ_MSG(test,
+				    dmr_parse_message(2, ARGS("commit_depth",
+							      (char *)bad[i]),
+						      &msg, &value, &error),
+				    -EINVAL, "value '%s'", bad[i]);
+		KUNIT_EXPECT_STREQ(test, error,
+				   "Invalid commit_depth: expected 1 to 64 extents");
+	}
+	KUNIT_EXPECT_EQ(test, dmr_parse_message(1, ARGS("commit_depth"), &msg,
+						&value, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error, "Message needs an argument");
+	KUNIT_EXPECT_EQ(test, dmr_parse_message(3, ARGS("commit_depth", "4",
+							"4"),
+						&msg, &value, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error, "Message takes one argument");
 }
 
 static void message_rejects_unknown_and_extra(struct kunit *test)
 {
+	unsigned int value;
 	enum dmr_msg msg;
 	char *error = NULL;
 
-	KUNIT_EXPECT_EQ(test, dmr_parse_message(0, NULL, &msg, &error),
+	KUNIT_EXPECT_EQ(test, dmr_parse_message(0, NULL, &msg, &value, &error),
 			-EINVAL);
 	KUNIT_EXPECT_STREQ(test, error, "Empty message");
 	KUNIT_EXPECT_EQ(test, dmr_parse_message(1, ARGS("checkpoints"), &msg,
-						&error), -EINVAL);
+						&value, &error), -EINVAL);
 	KUNIT_EXPECT_STREQ(test, error, "Unrecognised message");
 	KUNIT_EXPECT_EQ(test, dmr_parse_message(2, ARGS("stop", "now"), &msg,
-						&error), -EINVAL);
+						&value, &error), -EINVAL);
 	KUNIT_EXPECT_STREQ(test, error, "Message takes no arguments");
 }
 
@@ -630,6 +664,11 @@ static void state_machine_follows_qemu(struct kunit *test)
 					    dmr_state_name(rules[i].state), m);
 	KUNIT_EXPECT_EQ(test, dmr_msg_action(DMR_NR_STATES, DMR_MSG_STOP),
 			DMR_ACT_REFUSE);
+	/* The commit depth may be set in every state. */
+	for (i = 0; i < ARRAY_SIZE(rules); i++)
+		KUNIT_EXPECT_EQ(test, dmr_msg_action(rules[i].state,
+						     DMR_MSG_COMMIT_DEPTH),
+				DMR_ACT_COMMIT_DEPTH);
 }
 
 /* ---- the in-core store: map, allocator, epoch switch ----------------------- */
@@ -723,6 +762,180 @@ static void store_reset_empties_everything(struct kunit *test)
 	dmr_store_exit(&st);
 }
 
+/* ---- the failover's merge: plan, extents, routes, progress ----------------- */
+
+static void plan_sorts_dedups_and_skips_merged(struct kunit *test)
+{
+	/* Active's chunks, then hidden's: 5 and 9 are in both. */
+	u32 chunks[] = { 9, 2, 5, 40, 5, 7, 9, 1, 0 };
+	static const u32 want[] = { 5, 7, 9, 40 };
+	u32 n, i;
+
+	n = dmr_plan_finish(chunks, ARRAY_SIZE(chunks), 5);
+	KUNIT_ASSERT_EQ(test, n, (u32)ARRAY_SIZE(want));
+	for (i = 0; i < n; i++)
+		KUNIT_EXPECT_EQ(test, chunks[i], want[i]);
+	KUNIT_EXPECT_EQ(test, dmr_plan_finish(chunks, 0, 0), 0U);
+	/* A cursor past everything leaves nothing to merge. */
+	n = dmr_plan_finish(chunks, 4, 41);
+	KUNIT_EXPECT_EQ(test, n, 0U);
+}
+
+/* A fake pair of stores: the source of chunk c is table[c], 0 for none. */
+struct fake_source {
+	enum dmr_role store[32];
+	u32 slot[32];
+};
+
+static bool fake_source(void *ctx, u32 chunk, enum dmr_role *store,
+			u32 *slot)
+{
+	struct fake_source *f = ctx;
+
+	if (chunk >= 32 || !f->store[chunk])
+		return false;
+	*store = f->store[chunk];
+	*slot = f->slot[chunk];
+	return true;
+}
+
+static void plan_extents_follow_slots_and_stores(struct kunit *test)
+{
+	struct fake_source f = {};
+	u32 plan[] = { 1, 2, 3, 4, 6, 7, 8, 9, 10, 11 };
+	u32 n = ARRAY_SIZE(plan), c;
+
+	/* 1-4: active slots 10-13; 6-8 active 14,15 then 20; 9-11 hidden 0-2. */
+	for (c = 1; c <= 4; c++) {
+		f.store[c] = DMR_ROLE_ACTIVE;
+		f.slot[c] = 9 + c;
+	}
+	f.store[6] = DMR_ROLE_ACTIVE;
+	f.slot[6] = 14;
+	f.store[7] = DMR_ROLE_ACTIVE;
+	f.slot[7] = 15;
+	f.store[8] = DMR_ROLE_ACTIVE;
+	f.slot[8] = 20;
+	for (c = 9; c <= 11; c++) {
+		f.store[c] = DMR_ROLE_HIDDEN;
+		f.slot[c] = c - 9;
+	}
+
+	KUNIT_EXPECT_EQ(test, dmr_plan_extent(plan, n, 0, 256, fake_source, &f),
+			4U);	/* 1-4: the gap at 5 ends it */
+	KUNIT_EXPECT_EQ(test, dmr_plan_extent(plan, n, 4, 256, fake_source, &f),
+			2U);	/* 6-7: slot 20 is not 16 */
+	KUNIT_EXPECT_EQ(test, dmr_plan_extent(plan, n, 6, 256, fake_source, &f),
+			1U);	/* 8: 9 is in hidden */
+	KUNIT_EXPECT_EQ(test, dmr_plan_extent(plan, n, 7, 256, fake_source, &f),
+			3U);	/* 9-11: to the plan's end */
+	KUNIT_EXPECT_EQ(test, dmr_plan_extent(plan, n, 0, 3, fake_source, &f),
+			3U);	/* at most max */
+	KUNIT_EXPECT_EQ(test, dmr_plan_extent(plan, n, 0, 1, fake_source, &f),
+			1U);
+}
+
+static void routes_of_reads(struct kunit *test)
+{
+	/* Merged durably: the secondary device, whatever the stores hold. */
+	KUNIT_EXPECT_EQ(test, dmr_route_read(4, 5, true, true),
+			DMR_ROUTE_SECONDARY);
+	KUNIT_EXPECT_EQ(test, dmr_route_read(5, 5, true, true),
+			DMR_ROUTE_ACTIVE);
+	KUNIT_EXPECT_EQ(test, dmr_route_read(5, 5, false, true),
+			DMR_ROUTE_HIDDEN);
+	KUNIT_EXPECT_EQ(test, dmr_route_read(5, 5, false, false),
+			DMR_ROUTE_SECONDARY);
+}
+
+static void routes_of_writes(struct kunit *test)
+{
+	const enum dmr_state fo = DMR_STATE_FAILOVER;
+	const enum dmr_state ff = DMR_STATE_FAILOVER_FAILED;
+
+	/* durable 10, started 20 */
+	KUNIT_EXPECT_EQ(test, dmr_route_write(fo, 9, 10, 20, true, true),
+			DMR_ROUTE_SECONDARY);
+	KUNIT_EXPECT_EQ(test, dmr_route_write(fo, 10, 10, 20, true, false),
+			DMR_ROUTE_WAIT);
+	KUNIT_EXPECT_EQ(test, dmr_route_write(fo, 19, 10, 20, false, true),
+			DMR_ROUTE_WAIT);
+	KUNIT_EXPECT_EQ(test, dmr_route_write(fo, 15, 10, 20, false, false),
+			DMR_ROUTE_SECONDARY);	/* in no store: not merged */
+	KUNIT_EXPECT_EQ(test, dmr_route_write(fo, 20, 10, 20, true, true),
+			DMR_ROUTE_ACTIVE);
+	KUNIT_EXPECT_EQ(test, dmr_route_write(fo, 20, 10, 20, false, true),
+			DMR_ROUTE_HIDDEN);
+	KUNIT_EXPECT_EQ(test, dmr_route_write(fo, 99, 10, 20, false, false),
+			DMR_ROUTE_SECONDARY);
+
+	/* After a failure, QEMU's rule: nothing waits. */
+	KUNIT_EXPECT_EQ(test, dmr_route_write(ff, 9, 10, 10, true, true),
+			DMR_ROUTE_SECONDARY);
+	KUNIT_EXPECT_EQ(test, dmr_route_write(ff, 10, 10, 10, true, true),
+			DMR_ROUTE_ACTIVE);
+	KUNIT_EXPECT_EQ(test, dmr_route_write(ff, 10, 10, 10, false, true),
+			DMR_ROUTE_COPY_UP);
+	KUNIT_EXPECT_EQ(test, dmr_route_write(ff, 10, 10, 10, false, false),
+			DMR_ROUTE_SECONDARY);
+}
+
+static void cursor_stops_at_the_first_extent_not_copied(struct kunit *test)
+{
+	struct dmr_extent e[3] = {
+		{ .first = 3, .nr = 2 },
+		{ .first = 8, .nr = 4 },
+		{ .first = 12, .nr = 1 },
+	};
+	unsigned int nr_ext, i;
+	LIST_HEAD(list);
+	u32 nr;
+
+	for (i = 0; i < 3; i++)
+		list_add_tail(&e[i].list, &list);
+
+	/* Nothing copied: the cursor stays at the first extent. */
+	KUNIT_EXPECT_EQ(test, dmr_merge_cursor(&list, 13, &nr, &nr_ext), 3ULL);
+	KUNIT_EXPECT_EQ(test, nr, 0U);
+	KUNIT_EXPECT_EQ(test, nr_ext, 0U);
+	/* Copied out of order: the gap holds the cursor. */
+	e[1].done = true;
+	e[2].done = true;
+	KUNIT_EXPECT_EQ(test, dmr_merge_cursor(&list, 13, &nr, &nr_ext), 3ULL);
+	e[0].done = true;
+	KUNIT_EXPECT_EQ(test, dmr_merge_cursor(&list, 13, &nr, &nr_ext), 13ULL);
+	KUNIT_EXPECT_EQ(test, nr, 7U);
+	KUNIT_EXPECT_EQ(test, nr_ext, 3U);
+	e[2].done = false;
+	KUNIT_EXPECT_EQ(test, dmr_merge_cursor(&list, 13, &nr, &nr_ext), 12ULL);
+	KUNIT_EXPECT_EQ(test, nr, 6U);
+	KUNIT_EXPECT_EQ(test, nr_ext, 2U);
+	/* No extent claimed: the cursor is where claiming stopped. */
+	INIT_LIST_HEAD(&list);
+	KUNIT_EXPECT_EQ(test, dmr_merge_cursor(&list, 42, &nr, &nr_ext), 42ULL);
+}
+
+static void store_collect_lists_every_chunk(struct kunit *test)
+{
+	u32 *chunks = kunit_kcalloc(test, 5000, sizeof(u32), GFP_KERNEL);
+	struct dmr_store st;
+	u32 n, i;
+
+	KUNIT_ASSERT_NOT_NULL(test, chunks);
+	store_init_for_test(test, &st, 5000);
+	for (i = 0; i < 5000; i++)
+		insert(test, &st, i * 7919 % 100003, i, 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_collect(&st, chunks, 5000, &n), 0);
+	KUNIT_ASSERT_EQ(test, n, 5000U);
+	n = dmr_plan_finish(chunks, n, 0);
+	KUNIT_EXPECT_EQ(test, n, 5000U);
+	for (i = 1; i < n; i++)
+		KUNIT_EXPECT_LT(test, chunks[i - 1], chunks[i]);
+	/* Less room than chunks is an error, not an overflow. */
+	KUNIT_EXPECT_EQ(test, dmr_store_collect(&st, chunks, 4999, &n), -EIO);
+	dmr_store_exit(&st);
+}
+
 static struct kunit_case dmr_parse_cases[] = {
 	KUNIT_CASE(mode_accepts_the_three_modes),
 	KUNIT_CASE(mode_rejects_missing_and_unknown),
@@ -735,7 +948,8 @@ static struct kunit_case dmr_parse_cases[] = {
 	KUNIT_CASE(features_reject_bad_groups),
 	KUNIT_CASE(features_reject_duplicates),
 	KUNIT_CASE(no_features_accepts_only_empty),
-	KUNIT_CASE(message_accepts_the_three),
+	KUNIT_CASE(message_accepts_the_four),
+	KUNIT_CASE(message_rejects_bad_commit_depth),
 	KUNIT_CASE(message_rejects_unknown_and_extra),
 	KUNIT_CASE(state_names_match_the_status_contract),
 	{}
@@ -754,6 +968,16 @@ static struct kunit_case dmr_format_cases[] = {
 
 static struct kunit_case dmr_state_cases[] = {
 	KUNIT_CASE(state_machine_follows_qemu),
+	{}
+};
+
+static struct kunit_case dmr_commit_cases[] = {
+	KUNIT_CASE(plan_sorts_dedups_and_skips_merged),
+	KUNIT_CASE(plan_extents_follow_slots_and_stores),
+	KUNIT_CASE(routes_of_reads),
+	KUNIT_CASE(routes_of_writes),
+	KUNIT_CASE(cursor_stops_at_the_first_extent_not_copied),
+	KUNIT_CASE(store_collect_lists_every_chunk),
 	{}
 };
 
@@ -784,5 +1008,10 @@ static struct kunit_suite dmr_store_suite = {
 	.test_cases = dmr_store_cases,
 };
 
+static struct kunit_suite dmr_commit_suite = {
+	.name = "dm-replication-commit",
+	.test_cases = dmr_commit_cases,
+};
+
 kunit_test_suites(&dmr_parse_suite, &dmr_format_suite, &dmr_state_suite,
-		  &dmr_store_suite);
+		  &dmr_store_suite, &dmr_commit_suite);
