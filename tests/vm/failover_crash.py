@@ -7,6 +7,7 @@
   failover_crash.py resume --top DEV --chunk N --seed S --mode M --log FILE
                            --cut-dm NAME [--id-base N]
   failover_crash.py verify --top DEV --sec DEV --log FILE [--final]
+  failover_crash.py inject-loss --sec DEV --log FILE   (tests the test)
 
 Sectors are stamped as in crash.py (every 512-byte sector names the write
 that left it).
@@ -28,9 +29,11 @@ by --mode:
   done       after done was seen (a crash after done loads as done).
 The writer goes on a little after the cut, then everything is logged.
 
-`resume` is the same on a top reloaded after a cut, in state failover: the
-merge resumed by itself; the writer writes during it and the cut comes at a
-random point (a second crash).
+`resume` is the same on a top reloaded after a cut: its table is loaded but
+not live; it resumes it (the merge resumes by itself from the durable
+cursor), sends commit_depth 1 or 2 at once, checks the state (failover or
+done; done when done was seen before the cut), and the writer writes during
+the resumed merge, which is cut at a random point (a second crash).
 
 `verify` reads the top (or, with --final, the secondary device after done,
 and the top too) and checks every sector:
@@ -45,9 +48,11 @@ and the top too) and checks every sector:
 import argparse
 import fcntl
 import json
+import mmap
 import os
 import random
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -61,6 +66,7 @@ DM_IOCTL = struct.Struct("=3IIIIiIIIQ128s129s7s")
 DM_SPEC = struct.Struct("=QQiI16s")
 DM_TABLE_STATUS = (3 << 30) | (DM_IOCTL.size << 16) | (0xFD << 8) | 12
 DM_TARGET_MSG = (3 << 30) | (DM_IOCTL.size << 16) | (0xFD << 8) | 14
+DM_DEV_SUSPEND = (3 << 30) | (DM_IOCTL.size << 16) | (0xFD << 8) | 6
 
 
 class Dm:
@@ -76,6 +82,10 @@ class Dm:
         with self.lock:
             fcntl.ioctl(self.fd, cmd, buf, True)
         return buf
+
+    def resume(self, name):
+        """Resume NAME: its inactive table goes live (the merge resumes)."""
+        self._call(DM_DEV_SUSPEND, name)
 
     def message(self, name, text):
         self._call(DM_TARGET_MSG, name,
@@ -198,6 +208,12 @@ class Writer(threading.Thread):
         return c * chunk + a, rnd.randint(1, chunk - a)
 
     def run(self):
+        try:
+            self.work()
+        except Exception as e:	# noqa: BLE001 - reported, fails the round
+            self.errors.append("writer died: %r" % e)
+
+    def work(self):
         fd = os.open(self.args.top, os.O_WRONLY | os.O_DIRECT)
         sfd = os.open(self.args.top, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
         try:
@@ -336,8 +352,27 @@ def resume(args):
         nid[0] += 1
         return nid[0]
     dm = Dm()
+    top_name = os.path.basename(args.top)
+    must_done = "done_seen" in doc["phases"][-1]
+    # The top's table is loaded, not live: resume it (the merge resumes
+    # from the durable cursor) and slow the merge down at once, so that the
+    # cut comes during it.
+    dm.resume(top_name)
+    depth = rnd.choice([1, 2])
+    dm.message(top_name, "commit_depth %d" % depth)
+    if not os.path.exists(args.top):
+        # No udev: dmsetup makes the node of a device it resumes itself.
+        subprocess.run(["dmsetup", "mknodes", top_name], check=True)
+    st = dm.status(top_name)
+    print("# reloaded after the cut: %s; commit_depth %d" % (" ".join(st),
+                                                            depth))
+    if st[1] not in (["done"] if must_done else ["failover", "done"]):
+        print("not ok - state %s after the cut (done seen before it: %s)"
+              % (st[1], must_done))
+        return 1
     rec = merge_phase(args, rnd, ids, dm, doc["fo_chunks"], len(doc["e0"]),
                       False)
+    rec["depth"] = depth
     doc["phases"].append(rec)
     doc["next_id"] = nid[0]
     with open(args.log, "w") as f:
@@ -450,9 +485,35 @@ def verify(args):
     return 1 if fails else 0
 
 
+def inject_loss(args):
+    """Test the test: overwrite, on DEV, the newest flushed merge-phase
+    write of one sector with that sector's E0 stamp (what a resumed merge
+    that copies an old slot over a merged chunk written in place would
+    leave).  verify must then fail."""
+    with open(args.log) as f:
+        doc = json.load(f)
+    for ph in reversed(doc["phases"]):
+        for o in reversed(ph["ops"]):
+            if durable(o, ph["ops"]):
+                s = o["s"]
+                v = doc["e0"][s]
+                buf = stamp_buf(s, 1, v, 1) if v else mmap.mmap(-1, SECTOR)
+                fd = os.open(args.sec, os.O_WRONLY | os.O_DIRECT)
+                try:
+                    os.pwrite(fd, buf, s * SECTOR)
+                finally:
+                    os.close(fd)
+                print("# injected: sector %d set back to E0 (op %d), "
+                      "losing flushed write %d" % (s, v, o["id"]))
+                return 0
+    print("# no flushed write to lose")
+    return 2
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("cmd", choices=["work", "resume", "verify"])
+    p.add_argument("cmd", choices=["work", "resume", "verify",
+                                    "inject-loss"])
     p.add_argument("--top")
     p.add_argument("--port")
     p.add_argument("--sec")
@@ -472,7 +533,8 @@ def main():
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--final", action="store_true")
     args = p.parse_args()
-    return {"work": work, "resume": resume, "verify": verify}[args.cmd](args)
+    return {"work": work, "resume": resume, "verify": verify,
+            "inject-loss": inject_loss}[args.cmd](args)
 
 
 if __name__ == "__main__":

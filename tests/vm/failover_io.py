@@ -7,7 +7,8 @@
       failover).
   failover_io.py reader TOP FILE --skip OFF:LEN [--seed S] [--max SECS]
       until TOP's state is done: random 4 KiB O_DIRECT preads of TOP outside
-      [OFF, OFF+LEN) (bytes), each checked against FILE and timed; prints
+      [OFF, OFF+LEN) (bytes), each checked against FILE and timed (--ready
+      FILE2: created when the reads begin); prints
       "reads N (M during failover), mismatches K, max_ms X, p99_ms Y" and a
       JSON line; exit 1 on a mismatch.
   failover_io.py compare DEV FILE --skip OFF:LEN
@@ -113,6 +114,8 @@ def reader(args):
     end = time.monotonic() + args.max
     last_poll = 0.0
     state = top_state(ctl, name)[1]
+    if args.ready:
+        open(args.ready, "w").close()
     try:
         while time.monotonic() < end:
             t = time.monotonic()
@@ -164,6 +167,7 @@ def main():
     s.add_argument("--skip", default="0:0")
     s.add_argument("--seed", type=int, default=56)
     s.add_argument("--max", type=float, default=300)
+    s.add_argument("--ready", help="create this file when reading")
     args = p.parse_args()
     return {"image": image, "compare": compare, "reader": reader}[args.cmd](
         args)

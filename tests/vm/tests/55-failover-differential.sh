@@ -21,21 +21,21 @@
 # reach the target).  Each seed starts a new session.
 #
 # Environment (for a wrapper test): FO_OPS, FO_FILL, FO_SEEDS_BRD,
-# FO_SEEDS_VD (each "SEED:CHUNK[:short]"), FO_MODEL_BUG (none, drop-write,
-# port-wins: a broken model, the test must then fail).
+# FO_SEEDS_VD (each "SEED:CHUNK:COMMIT_DEPTH[:short]"), FO_MODEL_BUG (none,
+# drop-write, port-wins: a broken model, the test must then fail).
 . "$REPO/tests/vm/lib.sh"
 
 OPS=${FO_OPS:-600}
-FILL=${FO_FILL:-500}
-SEEDS_BRD=${FO_SEEDS_BRD-551:8 552:64:short}
-SEEDS_VD=${FO_SEEDS_VD-553:8 554:64:short}
+FILL=${FO_FILL:-1500}
+SEEDS_BRD=${FO_SEEDS_BRD-551:8:1 552:64:1:short 555:8:8}
+SEEDS_VD=${FO_SEEDS_VD-553:8:1 554:64:2:short 556:8:64}
 MODEL_BUG=${FO_MODEL_BUG:-none}
-SEC_SECTORS=$((8 * 2048))
-STORE_SECTORS=$((16 * 2048))
+SEC_SECTORS=$((16 * 2048))
+STORE_SECTORS=$((32 * 2048))
 DIFF=$REPO/tests/vm/differential.py
 
 trap 'dm_remove_all' EXIT
-ram_disks 3 16
+ram_disks 3 32
 read -r -a VD <<<"$DISKS"
 [ ${#VD[@]} -ge 3 ] || die "need three scratch disks, have: $DISKS"
 for b in ram vd; do
@@ -52,10 +52,10 @@ done
 echo "# write cache: brd $(cat /sys/block/ram0/queue/write_cache)," \
 	"virtio $(cat "/sys/block/${VD[0]#/dev/}/queue/write_cache")"
 
-# run_seed BACKEND SEED:CHUNK[:short]
+# run_seed BACKEND SEED:CHUNK:COMMIT_DEPTH[:short]
 run_seed() {
-	local b=$1 seed chunk short rc start line d
-	IFS=: read -r seed chunk short <<<"$2"
+	local b=$1 seed chunk depth short rc start line d
+	IFS=: read -r seed chunk depth short <<<"$2"
 	local opt=()
 	[ -n "$short" ] && opt=(--top-len "$((SEC_SECTORS - 72))" --port-len "$SEC_SECTORS")
 	for d in port top; do
@@ -69,15 +69,16 @@ run_seed() {
 	start=$SECONDS
 	python3 "$DIFF" "$seed" "$OPS" "$chunk" --secondary /dev/mapper/${b}sec \
 		--hidden /dev/mapper/${b}hid --active /dev/mapper/${b}act \
-		--failover --fill "$FILL" --model-bug "$MODEL_BUG" "${opt[@]}" \
+		--failover --fill "$FILL" --commit-depth "$depth" \
+		--model-bug "$MODEL_BUG" "${opt[@]}" \
 		>"$TMPDIR/seed$seed" 2>&1
 	rc=$?
 	cat "$TMPDIR/seed$seed"
 	line=$(grep "^seed $seed: " "$TMPDIR/seed$seed" | head -n 1)
 	if [ $rc -eq 0 ] && [[ $line == *": 0 mismatches" ]]; then
-		ok "seed $seed, chunk $chunk${short:+ (short top)}, $b: $OPS ops, failover, agree with the model ($((SECONDS - start))s)"
+		ok "seed $seed, chunk $chunk${short:+ (short top)}, commit_depth $depth, $b: $OPS ops, failover, agree with the model ($((SECONDS - start))s)"
 	else
-		not_ok "seed $seed, chunk $chunk${short:+ (short top)}, $b: exit $rc: ${line:-no result line}"
+		not_ok "seed $seed, chunk $chunk${short:+ (short top)}, commit_depth $depth, $b: exit $rc: ${line:-no result line}"
 	fi
 }
 

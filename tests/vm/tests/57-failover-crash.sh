@@ -26,6 +26,9 @@
 # Some rounds cut twice: once more during the resumed merge.
 #
 # A failing round copies its log to $OUT/57-failover-crash.round<N>.json.
+# FOCRASH_SEED=N reruns the seeds of a run; FOCRASH_SELFTEST=1 (from a
+# wrapper test) also loses one flushed write on purpose after each round,
+# which verify must catch.
 . "$REPO/tests/vm/lib.sh"
 
 PY="python3 $REPO/tests/vm/failover_crash.py"
@@ -36,7 +39,7 @@ SEED=${FOCRASH_SEED:-$((RANDOM * 100))}
 CD=/dev/mapper/crashdisk
 SEC=/dev/mapper/rsec HID=/dev/mapper/rhid ACT=/dev/mapper/ract
 TOP=/dev/mapper/top PORT=/dev/mapper/port
-FAILED_OVER="Replication session has failed over: zero the first 4 KiB of both stores to start a new session"
+FAILED_OVER="Session failed over: zero the first 4 KiB of both stores to start anew"
 trap 'dm_remove_all' EXIT
 
 modprobe dm-flakey 2>/dev/null
@@ -132,12 +135,26 @@ round() {
 	local must_done
 	must_done=$(done_seen "$log")
 	[ "$mode" = done ] && check_eq "$must_done" 1 "round $n: done was seen before the cut"
-	after_cut "$n" "($mode)" $must_done || { cp "$log" "$OUT/57-failover-crash.round$n.json"; return; }
-	if [ -n "${4:-}" ] && [ "$(field top 1)" = failover ]; then
+	if [ -n "${4:-}" ]; then
+		# Reload with the table loaded but not live; failover_crash.py
+		# resumes it, slows the merge down and cuts during it.
+		reboot || die "round $n: cannot tear down after the cut"
+		dmsetup create top --notable && dmsetup load top --table "$(top_table)" || {
+			not_ok "round $n: the top does not load after the cut ($mode)"
+			return
+		}
 		arm_cut || { not_ok "round $n: cannot load the flakey table"; return; }
-		$PY resume --top $TOP --chunk "$CHUNK" --seed $((seed + 50)) --mode random \
-			--log "$log" --cut-dm crashdisk || not_ok "round $n: the second workload failed"
-		after_cut "$n" "(during the resumed merge)" "$(done_seen "$log")" || { cp "$log" "$OUT/57-failover-crash.round$n.json"; return; }
+		if $PY resume --top $TOP --chunk "$CHUNK" --seed $((seed + 50)) --mode random \
+			--log "$log" --cut-dm crashdisk; then
+			ok "round $n: reloaded after the cut ($mode), a second cut during the resumed merge"
+		else
+			not_ok "round $n: the reload after the cut or the second workload failed"
+		fi
+		after_cut "$n" "(during the resumed merge)" "$(done_seen "$log")" ||
+			{ cp "$log" "$OUT/57-failover-crash.round$n.json"; return; }
+	else
+		after_cut "$n" "($mode)" "$must_done" ||
+			{ cp "$log" "$OUT/57-failover-crash.round$n.json"; return; }
 	fi
 	# The top, while the merge resumes by itself.
 	$PY verify --top $TOP --sec $SEC --log "$log" | sed "s/^/# (top during the resumed merge) /" >"$TMPDIR/v1"
@@ -164,6 +181,19 @@ round() {
 		not_ok "round $n ($mode${4:+, double}, chunk $CHUNK, seed $seed): secondary device wrong after the crash"
 		cp "$log" "$OUT/57-failover-crash.round$n.json" 2>/dev/null
 	fi
+	if [ -n "${FOCRASH_SELFTEST:-}" ]; then
+		# Test the test: lose one flushed write on purpose.
+		$PY inject-loss --sec $SEC --log "$log"
+		case $? in
+		0)	if $PY verify --final --top $TOP --sec $SEC --log "$log"; then
+				not_ok "round $n: selftest: a lost flushed write is not caught"
+			else
+				ok "round $n: selftest: a lost flushed write is caught"
+			fi ;;
+		2)	echo "# round $n: selftest: no flushed write to lose" ;;
+		*)	not_ok "round $n: selftest: cannot inject" ;;
+		esac
+	fi
 }
 
 disk ${DISKS%% *}
@@ -176,11 +206,12 @@ round 6 done 64
 round 7 random 64 double
 round 8 end 64
 
-# Stores without a volatile write cache (brd).
+# Stores without a volatile write cache (brd).  (Too fast there for a
+# second cut during a resumed merge.)
 ram_disks 1 $((DISK_LEN / 2048))
 disk /dev/ram0
 round 9 random 8
-round 10 random 8 double
+round 10 end 64
 
 dm_remove_all
 finish
