@@ -26,7 +26,9 @@ by --mode:
   immediate  right after the failover message returns;
   random     when a seeded share (10%..90%) of the chunks is merged;
   end        when at most 2% (or 1 chunk) is left, or at done;
-  done       after done was seen (a crash after done loads as done).
+  done       a little after done was seen (a crash after done loads as
+             done);
+  at-done    the moment the status first says done (polled without pause).
 The writer goes on a little after the cut, then everything is logged.
 
 `resume` is the same on a top reloaded after a cut: its table is loaded but
@@ -282,10 +284,12 @@ def merge_phase(args, rnd, ids, dm, fo_chunks, nsect, send_failover):
         w.start()
         if args.mode == "random":
             target = int(total * (1 - rnd.uniform(0.1, 0.9)))
+        elif args.mode == "at-done":
+            target = -1
         elif args.mode == "end":
             target = max(1, total // 50)
         else:
-            target = 0
+            target = -1
         rec["target_left"] = target
         deadline = now() + args.timeout
         while True:
@@ -299,14 +303,15 @@ def merge_phase(args, rnd, ids, dm, fo_chunks, nsect, send_failover):
                 w.stop.set()
                 w.join()
                 raise SystemExit("not ok - state %s during the merge" % st[1])
-            if args.mode != "done" and int(st[6]) <= target:
+            if int(st[6]) <= target:
                 break
             if now() > deadline:
                 w.stop.set()
                 w.join()
                 raise SystemExit("not ok - the merge is stuck: %s"
                                  % " ".join(st))
-            time.sleep(0.002)
+            if args.mode != "at-done":
+                time.sleep(0.002)
         rec["status_cut"] = " ".join(dm.status(top_name))
         rec["cut"] = cut(args)
     time.sleep(args.after)
@@ -520,13 +525,14 @@ def main():
     p.add_argument("--chunk", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--mode", default="random",
-                   choices=["immediate", "random", "end", "done"])
+                   choices=["immediate", "random", "end", "done",
+                            "at-done"])
     p.add_argument("--log")
     p.add_argument("--cut-dm")
     p.add_argument("--id-base", type=int, default=0)
     p.add_argument("--big", type=int, default=12,
                    help="big sequential writes in the history")
-    p.add_argument("--small", type=int, default=1500,
+    p.add_argument("--small", type=int, default=1000,
                    help="small writes in the history")
     p.add_argument("--after", type=float, default=0.3,
                    help="seconds the writer goes on after the cut")

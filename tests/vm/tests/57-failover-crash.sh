@@ -25,6 +25,7 @@
 # (pitfall 6: a merged chunk written in place must survive a resumed merge).
 # Some rounds cut twice: once more during the resumed merge.
 #
+# FOCRASH_ROUNDS="MODE:CHUNK[:double] ..." runs those rounds instead.
 # A failing round copies its log to $OUT/57-failover-crash.round<N>.json.
 # FOCRASH_SEED=N reruns the seeds of a run; FOCRASH_SELFTEST=1 (from a
 # wrapper test) also loses one flushed write on purpose after each round,
@@ -134,7 +135,7 @@ round() {
 	# Done seen before the cut: it must load as done.
 	local must_done
 	must_done=$(done_seen "$log")
-	[ "$mode" = done ] && check_eq "$must_done" 1 "round $n: done was seen before the cut"
+	case $mode in done | at-done) check_eq "$must_done" 1 "round $n: done was seen before the cut" ;; esac
 	if [ -n "${4:-}" ]; then
 		# Reload with the table loaded but not live; failover_crash.py
 		# resumes it, slows the merge down and cuts during it.
@@ -197,12 +198,24 @@ round() {
 }
 
 disk ${DISKS%% *}
+if [ -n "${FOCRASH_ROUNDS:-}" ]; then
+	# From a wrapper test: "MODE:CHUNK[:double] ..." on the virtio disk.
+	n=0
+	for r in $FOCRASH_ROUNDS; do
+		n=$((n + 1))
+		IFS=: read -r m c d <<<"$r"
+		round $n "$m" "$c" $d
+	done
+	dm_remove_all
+	finish
+	exit
+fi
 round 1 immediate 8
 round 2 random 8
 round 3 random 8 double
 round 4 end 8
 round 5 random 64
-round 6 done 64
+round 6 at-done 64
 round 7 random 64 double
 round 8 end 64
 
@@ -211,7 +224,7 @@ round 8 end 64
 ram_disks 1 $((DISK_LEN / 2048))
 disk /dev/ram0
 round 9 random 8
-round 10 end 64
+round 10 done 64
 
 dm_remove_all
 finish
