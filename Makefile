@@ -7,6 +7,7 @@
 #   make KDIR=/path/to/tree    build against a configured kernel tree
 #   make check            checkpatch, sparse, W=1 builds, KUnit, VM tests
 #   make demo             the replication story, in a VM
+#   make bench            benchmarks against the peers, in a VM (bench/run)
 #   make modules_install  install into /lib/modules/$(KVER)
 #   make clean
 #
@@ -30,7 +31,7 @@ KDIR ?= /lib/modules/$(KVER)/build
 BUILD := $(REPO)/build/$(or $(KVER),unknown)
 W ?= 1
 
-.PHONY: all modules deps modules_install clean check demo kunit vmtest \
+.PHONY: all modules deps modules_install clean check demo bench kunit vmtest \
 	checkpatch sparse clean-kver
 
 all: modules
@@ -60,6 +61,10 @@ check:
 
 demo:
 	@$(REPO)/tools/demo
+
+# Not part of check: speed is measured here, never in timed tests.
+bench:
+	@$(REPO)/bench/run
 
 kunit:
 	@$(REPO)/tests/kunit/run

@@ -44,7 +44,7 @@
 #include "dm-replication.h"
 
 /* How long a claimed extent's chunks may wait for a durable cursor. */
-#define DMR_CURSOR_PERIOD	(HZ / 10)
+#define DMR_CURSOR_PERIOD	(HZ / 4)
 
 /* ---------------------------------------------------------------------------
  * Pure logic: planning, extents, routes and the cursor.  Tested by KUnit.
@@ -223,8 +223,8 @@ static sector_t dmr_extent_sectors(struct dmr_core *core,
 }
 
 /*
- * Builds the plan from both stores' maps, which do not change meanwhile
- * (the caller has frozen the session, or nothing runs on it yet).
+ * Builds the plan from both stores' maps, which do not change meanwhile:
+ * the session is failing over (or failed to, or nothing runs on it yet).
  */
 static int dmr_merge_plan(struct dmr_core *core)
 {
@@ -251,14 +251,17 @@ static int dmr_merge_plan(struct dmr_core *core)
 		return r;
 	}
 
-	kvfree(m->plan);
-	m->plan = chunks;
-	m->nr_plan = dmr_plan_finish(chunks, got, m->durable);
+	got = dmr_plan_finish(chunks, got, m->durable);
+	spin_lock_irq(&m->lock);
+	swap(m->plan, chunks);
+	m->nr_plan = got;
 	m->next = 0;
 	m->started = m->durable;
 	m->nr_copied = 0;
 	m->nr_durable = 0;
 	m->err = 0;
+	spin_unlock_irq(&m->lock);
+	kvfree(chunks);
 	return 0;
 }
 
@@ -558,8 +561,8 @@ static void dmr_merge_done(struct dmr_core *core)
 
 /*
  * Makes the merge's progress durable: when waiting writes need it, when
- * nothing is copying, when the depth's worth of extents is copied, or every
- * tenth of a second.  Then finishes the merge, or fails it.
+ * nothing is copying, or every quarter of a second.  Then finishes the
+ * merge, or fails it.
  */
 static void dmr_cursor_work(struct work_struct *w)
 {
@@ -578,7 +581,6 @@ static void dmr_cursor_work(struct work_struct *w)
 	spin_lock_irq(&m->lock);
 	cursor = dmr_merge_cursor(&m->extents, m->started, &nr, &nr_ext);
 	due = !bio_list_empty(&m->waiters) || !m->copying ||
-	      nr_ext >= m->depth ||
 	      time_after_eq(jiffies, m->since + DMR_CURSOR_PERIOD);
 	err = m->err;
 	spin_unlock_irq(&m->lock);
@@ -702,12 +704,13 @@ int dmr_commit_load(struct dmr_core *core)
  * @core: the session's loaded state, in state running or failover_failed;
  *        the caller holds its state_lock
  *
- * Drains the top and the port, commits active, plans the merge and writes
- * state failover into both stores' headers, then lets I/O and the merge go.
- * From then on the port refuses writes.
+ * Drains the top and the port, commits active and writes state failover
+ * into hidden's header (the commit point), lets I/O go, writes active's
+ * header, plans the merge and starts it.  From then on the port refuses
+ * writes.
  *
- * Return: 0 when the commit has started, or a negative errno with nothing
- * changed.
+ * Return: 0 when the commit has started; a negative errno with nothing
+ * changed, or, when the plan cannot be made, with the merge failed.
  */
 int dmr_commit_start(struct dmr_core *core)
 {
@@ -718,35 +721,44 @@ int dmr_commit_start(struct dmr_core *core)
 
 	dmr_freeze(core);
 	r = dmr_active_commit(core);
-	if (!r)
-		r = dmr_merge_plan(core);
-	if (r)
-		goto out;
-
+	if (r) {
+		dmr_thaw(core);
+		return r;
+	}
 	core->seq++;
 	WRITE_ONCE(core->state, DMR_STATE_FAILOVER);
 	r = dmr_core_write_header(core, &core->hidden);
 	if (r) {
 		core->seq = old_seq;
 		WRITE_ONCE(core->state, old_state);
-		goto out;
+		dmr_thaw(core);
+		return r;
 	}
-	/* Durable from here on, whatever the active store's write gives. */
+	/*
+	 * Durable from here on.  The stores no longer change (the port is
+	 * closed, top writes map no new chunks), so the rest need not stall
+	 * the top: until the plan is made, nothing is claimed, and top
+	 * writes to stored chunks go in place.
+	 */
+	dmr_thaw(core);
+	dmr_raise_event(core);
 	r = dmr_core_write_header(core, &core->active);
 	if (r)
 		dmr_set_error(core, r);
-	r = 0;
+
 	m->start = jiffies;
 	m->since = jiffies;
+	r = dmr_merge_plan(core);
+	if (r) {
+		dmr_merge_fail(core, r);
+		return r;
+	}
 	DMINFO("%s: failover: committing %u chunks from chunk %llu",
 	       dmr_core_name(core), m->nr_plan,
 	       (unsigned long long)m->durable);
-	dmr_raise_event(core);
 	queue_work(core->wq, &m->work);
 	queue_work(core->wq, &m->cursor_work);
-out:
-	dmr_thaw(core);
-	return r;
+	return 0;
 }
 
 /**

@@ -1546,9 +1546,9 @@ static void dmr_core_unload(struct dmr_core *core)
  * @state: the state of the new epoch
  *
  * A checkpoint, stop, or the end of a failover: drain the top and the port,
- * flush the secondary device, write both headers with FUA, empty the maps,
- * let the parked bios go.  The first header write is the commit point: on
- * load the newer generation wins.
+ * flush the secondary device, write hidden's header with FUA, empty the
+ * maps, let the parked bios go, write active's header.  Hidden's write is
+ * the commit point: on load the newer generation wins.
  *
  * Return: 0, or a negative errno; before the commit point nothing changed.
  */
@@ -1569,9 +1569,11 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 
 	/*
 	 * The new epoch drops hidden's old copies: what the port wrote must
-	 * be durable first, or a crash would show the older content.
+	 * be durable first, or a crash would show the older content.  (At
+	 * the end of a failover the merge has flushed already.)
 	 */
-	r = blkdev_issue_flush(core->secondary);
+	r = old_state == DMR_STATE_RUNNING ?
+	    blkdev_issue_flush(core->secondary) : 0;
 	if (r) {
 		dmr_thaw(core);
 		return r;
@@ -1589,9 +1591,6 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 		dmr_thaw(core);
 		return r;
 	}
-	/* Durable from here on, whatever the active store's write gives. */
-	r = dmr_core_write_header(core, &core->active);
-
 	dmr_store_reset(&core->hidden, core->epoch, &discarded);
 	dmr_free_job_list(discarded);
 	dmr_store_reset(&core->active, core->epoch, &discarded);
@@ -1600,10 +1599,16 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 	atomic_set(&core->error, 0);
 	atomic_set(&core->low_water_fired, 0);
 	core->nr_checkpoints++;
+	dmr_thaw(core);
+
+	/*
+	 * Durable from the hidden header on, whatever the active store's
+	 * write gives; a load brings a lagging header up to date.  Written
+	 * after the thaw, it does not stall the top.
+	 */
+	r = dmr_core_write_header(core, &core->active);
 	if (r)
 		dmr_set_error(core, r);
-
-	dmr_thaw(core);
 	if (state != old_state)
 		dmr_raise_event(core);
 	return r;
@@ -2571,7 +2576,7 @@ static int replication_iterate_devices(struct dm_target *ti,
 
 static struct target_type replication_target = {
 	.name = "replication",
-	.version = { 0, 2, 0 },
+	.version = { 0, 3, 0 },
 	.module = THIS_MODULE,
 	.ctr = replication_ctr,
 	.dtr = replication_dtr,

@@ -76,19 +76,35 @@ run dmsetup reload top --table "0 $SIZE replication secondary $SEC $HID $ACT 8"
 run dmsetup resume top
 show /dev/mapper/top 2
 
-say "7. Stop: a last checkpoint, then the top maps straight to the disk"
-run dmsetup message top 0 stop
+say "7. The primary dies: failover merges the stores into the disk while the VM runs"
+write /dev/nbd0 0 "primary's last write"
+run sync
+show /dev/mapper/top 0
+show /dev/mapper/top 2
+ev=$(dmsetup info -c --noheadings -o events top | tr -d ' ')
+run dmsetup message top 0 failover
 run dmsetup status top
-if write /dev/nbd0 2 "late primary write" 2>/dev/null && sync 2>/dev/null &&
-	[ "$(dd if=$SEC bs=4096 skip=2 count=1 status=none | head -c 18)" = "late primary write" ]; then
-	echo "unexpected: the port accepted a write after stop"; exit 1
+until dmsetup status top | grep -q ' done '; do
+	dmsetup wait top "$ev" >/dev/null; ev=$((ev + 1))
+done
+run dmsetup status top
+echo "The disk now holds the last checkpoint plus the secondary VM's own writes,"
+echo "and not the primary's write since the checkpoint:"
+show $SEC 0
+show $SEC 2
+dmesg | grep 'failover' | tail -n 2
+if write /dev/nbd0 3 "late primary write" 2>/dev/null && sync 2>/dev/null &&
+	[ "$(dd if=$SEC bs=4096 skip=3 count=1 status=none | head -c 18)" = "late primary write" ]; then
+	echo "unexpected: the port accepted a write after failover"; exit 1
 fi
-echo "The port refuses the primary's writes now (EIO):"
-dmesg | grep -E 'nbd0|I/O error' | tail -n 2 || true
-run dmsetup status port
+echo "The port refuses the old primary's writes (EIO), and a new port is refused:"
+qemu-nbd --disconnect /dev/nbd0 >/dev/null
+run dmsetup remove port
+dmsetup create port --table "0 $SIZE replication port $SEC" 2>/dev/null || true
+dmesg | grep 'replication:' | tail -n 1
 
 say "8. A bad table says why"
 dmsetup create bad --table "0 $SIZE replication secondary $SEC $HID $HID 8" 2>/dev/null || true
 dmesg | grep 'replication:' | tail -n 1
 
-say "Done. Failover (merging the stores while the VM runs) is the next step."
+say "Done: replication, checkpoints, reloads and a failover, all with plain dmsetup."
