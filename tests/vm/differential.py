@@ -26,6 +26,21 @@ stores are empty and nothing is to commit; at status checks and reloads
 the used chunk counts are exactly the chunks the model says each store
 holds.
 
+With --failover the history ends with a failover instead of a stop (the
+operations before it are the same as without it, for the same seed): a
+fill phase grows the dirty set (top and port writes over the whole device,
+no checkpoint), then "failover" is sent and random top writes and reads go
+on WHILE the merge runs, each read checked against the model (the top shows
+what it showed at the failover, overlaid with the writes since), port
+writes must fail with EIO, port reads must show, per sector, the secondary's
+old content or a version the top showed; status (state, counts counting
+down, error 0), messages (checkpoint, stop, failover, commit_depth: accepted,
+nothing changes), suspend/resume (pauses the merge), table reloads and
+remove+recreate of the top (the merge resumes; a new port is refused) are
+mixed in.  After "done": top == secondary device == model (the tail beyond
+a short top untouched), more top I/O, the same again, and done survives a
+recreate.  --model-bug breaks the model on purpose, to show the test fails.
+
 Checkpoints, status and suspend/resume go through the dm ioctls directly
 (no dmsetup process); the rare table operations use dmsetup.
 
@@ -39,6 +54,7 @@ import fcntl
 import mmap
 import os
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -102,6 +118,27 @@ class DmControl:
         params = bytes(buf[p:buf.index(b"\0", p)]).decode()
         return "%d %d %s %s" % (start, length,
                                 ttype.rstrip(b"\0").decode(), params)
+
+    def event_nr(self, name):
+        """The mapped device's event counter (raised by dm events)."""
+        buf = self._call(DM_TABLE_STATUS_CMD, name)
+        return struct.unpack_from(DM_IOCTL_FMT, buf, 0)[8]
+
+    def status_ev(self, name):
+        """status() and the event counter, read by one ioctl."""
+        buf = self._call(DM_TABLE_STATUS_CMD, name)
+        fields = struct.unpack_from(DM_IOCTL_FMT, buf, 0)
+        data_start, count, flags = fields[4], fields[5], fields[7]
+        if flags & DM_BUFFER_FULL_FLAG or count < 1:
+            raise RuntimeError("status of %s: count %d flags %#x"
+                               % (name, count, flags))
+        start, length, _st, _next, ttype = struct.unpack_from(
+            DM_SPEC_FMT, buf, data_start)
+        p = data_start + DM_SPEC_SIZE
+        params = bytes(buf[p:buf.index(b"\0", p)]).decode()
+        return ("%d %d %s %s" % (start, length,
+                                 ttype.rstrip(b"\0").decode(), params),
+                fields[8])
 
     def suspend(self, name):
         self._call(DM_DEV_SUSPEND_CMD, name, flags=DM_SUSPEND_FLAG)
@@ -172,7 +209,12 @@ class DirectDev:
 TAG_FMT = "=4sIQI"  # kind, op index, sector, seed
 TAG_SIZE = struct.calcsize(TAG_FMT)
 KIND_NAMES = {b"INIT": "initial content", b"TOPW": "top write",
-              b"PRTW": "port write", b"DONW": "top write in done"}
+              b"PRTW": "port write", b"DONW": "top write in done",
+              b"FOVW": "top write during the failover"}
+
+# ti->error of a port table once the session has failed over.
+FAILED_OVER = ("Session failed over: zero the first 4 KiB of both stores "
+               "to start anew")
 
 
 def describe_sector(data):
@@ -217,6 +259,7 @@ class Differential:
         self.stats = collections.Counter()
         self.top = None
         self.port = None
+        self.raw = None           # the secondary device (--failover)
         # Weights of the operations, in percent.
         self.ops = [
             (30, self.top_write),
@@ -255,8 +298,10 @@ class Differential:
         self.open_devs()
 
     def remove(self):
+        had_port = self.port is not None
         self.close_devs()
-        dmsetup("remove", self.a.port)
+        if had_port or not self.a.failover:
+            dmsetup("remove", self.a.port)
         dmsetup("remove", self.a.top)
 
     # -- data --
@@ -343,8 +388,8 @@ class Differential:
 
     # -- operations --
 
-    def top_write(self):
-        off, n = self.pick_range(self.top_len, 3 * self.chunk)
+    def top_write(self, rng_range=None):
+        off, n = rng_range or self.pick_range(self.top_len, 3 * self.chunk)
         sync = self.rng.random() < 0.1
         kind = b"TOPW" if self.state == "running" else b"DONW"
         data = self.make_data(kind, off, n)
@@ -360,8 +405,8 @@ class Differential:
             self.sec_model[b:b + len(data)] = data
         self.stats["top writes"] += 1
 
-    def port_write(self):
-        off, n = self.pick_range(self.port_len, 3 * self.chunk)
+    def port_write(self, rng_range=None):
+        off, n = rng_range or self.pick_range(self.port_len, 3 * self.chunk)
         sync = self.rng.random() < 0.1
         data = self.make_data(b"PRTW", off, n)
         self.note("port write %d+%d%s (chunks %d..%d)"
@@ -393,7 +438,8 @@ class Differential:
         step = 2048
         for which, dev, model, length in (
                 ("top", self.top, self.top_model, self.top_len),
-                ("port", self.port, self.sec_model, self.port_len)):
+                ("port", self.port or self.raw, self.sec_model,
+                 self.port_len)):
             for off in range(0, length, step):
                 n = min(step, length - off)
                 self.compare("%s (full compare, %s)" % (which, why), off,
@@ -423,6 +469,9 @@ class Differential:
                       % (why, " ".join(st), self.state, len(self.active),
                          len(self.hidden), len(self.hidden_max),
                          self.nr_checkpoints, want_commit))
+        if self.port is None:
+            self.stats["status checks"] += 1
+            return
         pst = self.dm.status(self.a.port).split()
         want = ["0", str(self.port_len), "replication", "port", self.state,
                 str(used_hidden)]
@@ -567,6 +616,452 @@ class Differential:
         self.check_status("recreated in done")
         self.full_compare("recreated in done")
 
+    # -- the failover finale (--failover) --
+
+    def kmsg_mark(self):
+        """Mark the kernel log; kmsg_since(mark) gives what follows."""
+        self.nmarks = getattr(self, "nmarks", 0) + 1
+        mark = "dmr-diff-mark-%d-%d-%d" % (os.getpid(), self.seed,
+                                           self.nmarks)
+        with open("/dev/kmsg", "w") as f:
+            f.write(mark + "\n")
+        return mark
+
+    @staticmethod
+    def kmsg_since(mark):
+        out = subprocess.run(["dmesg"], stdout=subprocess.PIPE, text=True,
+                             check=False).stdout.splitlines()
+        for i in range(len(out) - 1, -1, -1):
+            if out[i].endswith(mark):
+                return out[i + 1:]
+        return out
+
+    def fo_status(self, why):
+        """The top's status during the failover, checked; returns
+        (state, chunks to commit)."""
+        text, ev = self.dm.status_ev(self.a.top)
+        st = text.split()
+        self.stats["fo status"] += 1
+        try:
+            state, err = st[4], st[5]
+            ua, ta = (int(x) for x in st[6].split("/"))
+            uh, th = (int(x) for x in st[7].split("/"))
+            nck, left = int(st[8]), int(st[9])
+        except (IndexError, ValueError):
+            self.fail("STATUS (%s): cannot parse top status '%s'"
+                      % (why, " ".join(st)))
+        bad = []
+        if st[2:4] != ["replication", "secondary"] or \
+                int(st[1]) != self.top_len:
+            bad.append("not the top's table")
+        if state not in ("failover", "done"):
+            bad.append("state %s, expected failover or done" % state)
+        if self.fo_state == "done" and state != "done":
+            bad.append("state %s after done" % state)
+        if err != "0":
+            bad.append("error %s, expected 0" % err)
+        if state == "done" and self.fo_state != "done" and \
+                nck == self.nr_checkpoints + 1:
+            # Emptying the stores at done may count as one checkpoint (the
+            # spec does not say); from then on the count must not move.
+            self.nr_checkpoints = nck
+        if nck != self.nr_checkpoints:
+            bad.append("%d checkpoints, expected %d (a checkpoint in "
+                       "failover does nothing)" % (nck, self.nr_checkpoints))
+        if (ta, th) != self.fo["totals"]:
+            bad.append("store sizes %d/%d changed (were %d/%d)"
+                       % ((ta, th) + self.fo["totals"]))
+        if state == "done":
+            if (ua, uh, left) != (0, 0, 0):
+                bad.append("done with used %d/%d and %d to commit; "
+                           "expected 0, 0, 0" % (ua, uh, left))
+        else:
+            # Nothing is given out during a failover: writes go in place
+            # or to the secondary device.
+            if (ua, uh) != self.fo["used"]:
+                bad.append("used active/hidden %d/%d changed during the "
+                           "failover (were %d/%d)" % ((ua, uh) +
+                                                      self.fo["used"]))
+            if left > self.fo["chunks"]:
+                bad.append("%d chunks to commit, more than the %d the "
+                           "failover had" % (left, self.fo["chunks"]))
+            if self.fo_left is not None and left > self.fo_left:
+                bad.append("chunks to commit went up: %d after %d (same "
+                           "table)" % (left, self.fo_left))
+        if bad:
+            self.fail("STATUS MISMATCH during the failover (%s): top status "
+                      "'%s': %s" % (why, " ".join(st), "; ".join(bad)))
+        if self.port is not None:
+            # Read after the top's: the merge may have finished between.
+            pst = self.dm.status(self.a.port).split()
+            if pst[2:4] != ["replication", "port"] or pst[4] not in (
+                    [state, "done"] if state == "failover" else [state]):
+                self.fail("STATUS MISMATCH during the failover (%s): port "
+                          "status '%s', expected state %s"
+                          % (why, " ".join(pst), state))
+        if state == "done" and self.fo_state != "done":
+            self.fo["done_at"] = time.monotonic()
+        if state == "failover":
+            # A waiter that saw this must get an event at done.
+            self.fo["ev_failover"] = ev
+        self.fo_state = state
+        self.fo_left = left if state == "failover" else 0
+        return state, left
+
+    def fo_top_write(self):
+        """A top write during the merge: near the merge cursor (merged,
+        in flight, not reached), anywhere, or to a clean chunk."""
+        rng, c = self.rng, self.chunk
+        r = rng.random()
+        if r < 0.4 and self.fo_chunks:
+            done = self.fo["chunks"] - (self.fo_left or 0)
+            i = min(len(self.fo_chunks) - 1,
+                    max(0, done + rng.randint(-6, 6)))
+            ch = self.fo_chunks[i]
+            if rng.random() < 0.5:
+                off, n = ch * c, c
+            else:
+                a = rng.randrange(c)
+                off, n = ch * c + a, rng.randint(1, c - a)
+            n = max(1, min(n, self.top_len - off))
+        else:
+            off, n = self.pick_range(self.top_len, 3 * c)
+        sync = rng.random() < 0.1
+        data = self.make_data(b"FOVW", off, n)
+        self.note("top write %d+%d%s (chunks %d..%d) during the failover"
+                  % (off, n, " dsync" if sync else "", off // c,
+                     (off + n - 1) // c))
+        self.top.write(off, data, sync)
+        self.stats["fo top writes"] += 1
+        if self.a.model_bug == "drop-write" and not self.fo["dropped"]:
+            self.fo["dropped"] = True	# the model "forgets" this write
+            return
+        b = off * SECTOR
+        self.top_model[b:b + len(data)] = data
+        for i in range(n):
+            self.fo_versions.setdefault(off + i, set()).add(
+                data[i * SECTOR:(i + 1) * SECTOR])
+
+    def fo_port_read(self):
+        """The secondary device is half merged: each sector holds its old
+        content, or a version of the top's since the failover."""
+        maxn = 1024 if self.rng.random() < 0.05 else 4 * self.chunk
+        off, n = self.pick_range(self.port_len, maxn)
+        dev = self.port or self.raw
+        self.note("%s read %d+%d during the failover"
+                  % ("port" if self.port else "secondary device", off, n))
+        got = dev.read(off, n)
+        for i in range(n):
+            s = off + i
+            g = got[i * SECTOR:(i + 1) * SECTOR]
+            b = s * SECTOR
+            if g == self.fo_sec[b:b + SECTOR]:
+                continue
+            if s < self.top_len and (g == self.fo_top[b:b + SECTOR] or
+                                     g in self.fo_versions.get(s, ())):
+                continue
+            self.fail("MISMATCH on the secondary device during the failover "
+                      "at sector %d (chunk %d): %s [%s]; allowed: its old "
+                      "content (%s), the top's at the failover (%s) or a top "
+                      "write since"
+                      % (s, s // self.chunk, describe_sector(g), g[:24].hex(),
+                         describe_sector(self.fo_sec[b:b + SECTOR]),
+                         describe_sector(self.fo_top[b:b + SECTOR])
+                         if s < self.top_len else "beyond the top"))
+        self.stats["fo port reads"] += 1
+
+    def port_write_refused(self, why):
+        """A port write must fail with EIO and change nothing."""
+        if self.port is None:
+            return
+        off, n = self.pick_range(self.port_len, 3 * self.chunk)
+        self.note("port write %d+%d %s (must fail with EIO)" % (off, n, why))
+        try:
+            self.port.write(off, self.make_data(b"PRTW", off, n))
+        except OSError as e:
+            if e.errno != errno.EIO:
+                self.fail("port write %s failed with %s, expected EIO"
+                          % (why, e))
+        else:
+            self.fail("port write %d+%d succeeded %s" % (off, n, why))
+        self.stats["fo port refused"] += 1
+
+    def fo_message(self):
+        r = self.rng.random()
+        if r < 0.6:
+            msg = self.rng.choice(["checkpoint", "stop", "failover"])
+        else:
+            msg = "commit_depth %d" % self.rng.choice([1, 2, 3, 8, 16, 64])
+        self.note(msg + " during the failover")
+        try:
+            self.dm.message(self.a.top, msg)
+        except OSError as e:
+            self.fail("message '%s' during the failover failed: %s"
+                      % (msg, e))
+        self.stats["fo messages"] += 1
+        self.fo_status("after " + msg)
+
+    def fo_suspend_resume(self):
+        self.note("suspend top during the failover")
+        self.dm.suspend(self.a.top)
+        _, left = self.fo_status("suspended")
+        self.port_write_refused("while the top is suspended")
+        self.fo_port_read()
+        time.sleep(0.2)
+        _, left2 = self.fo_status("suspended, 0.2s later")
+        if left2 != left:
+            self.fail("the merge went on while the top was suspended: %d "
+                      "chunks to commit, then %d" % (left, left2))
+        self.note("resume top")
+        self.dm.resume(self.a.top)
+        self.stats["fo suspends"] += 1
+        self.fo_status("after suspend/resume")
+
+    def refuse_port_table(self, why):
+        mark = self.kmsg_mark()
+        r = subprocess.run(["dmsetup", "create", self.a.port, "--table",
+                            self.port_table], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, check=False)
+        if r.returncode == 0:
+            dmsetup("remove", self.a.port)
+            self.fail("a port table was accepted %s" % why)
+        log = "\n".join(self.kmsg_since(mark))
+        if "replication: " + FAILED_OVER not in log:
+            self.fail("port table refused %s, but the log lacks '%s': %s"
+                      % (why, FAILED_OVER, log.strip()))
+
+    def fo_reload(self):
+        r = self.rng.random()
+        if r < 0.4:
+            self.note("reload top's table in place during the failover")
+            dmsetup("reload", self.a.top, "--table", self.top_table)
+            dmsetup("resume", self.a.top)
+        elif r < 0.75 and self.port is not None:
+            self.note("remove top (the port stays) during the failover; "
+                      "port I/O; create top")
+            self.top.close()
+            self.top = None
+            dmsetup("remove", self.a.top)
+            self.port_write_refused("without a top")
+            self.fo_port_read()
+            dmsetup("create", self.a.top, "--table", self.top_table)
+            self.top = DirectDev("/dev/mapper/" + self.a.top,
+                                 len(self.raw.mm))
+            self.nr_checkpoints = 0
+            self.fo["recreated"] = True
+            self.fo["ev_failover"] = None
+        else:
+            self.note("remove port, top during the failover; create top; "
+                      "a port is refused")
+            had_port = self.port is not None
+            self.close_devs()
+            if had_port:
+                dmsetup("remove", self.a.port)
+            dmsetup("remove", self.a.top)
+            dmsetup("create", self.a.top, "--table", self.top_table)
+            self.top = DirectDev("/dev/mapper/" + self.a.top,
+                                 len(self.raw.mm))
+            self.nr_checkpoints = 0
+            self.fo["recreated"] = True
+            self.fo["ev_failover"] = None
+            self.refuse_port_table("after a failover and a recreate")
+        # A new table resumes from the durable cursor: the count may go up.
+        self.fo_left = None
+        self.stats["fo reloads"] += 1
+        self.fo_status("after reload")
+
+    def fo_step(self):
+        ops = [(38, self.fo_top_write),
+               (30, self.fo_top_read),
+               (8, self.fo_port_read),
+               (3, lambda: self.port_write_refused("during the failover")),
+               (4, self.fsync),
+               (2, self.fo_message),
+               (0.4, self.fo_suspend_resume),
+               (0.4 if self.stats["fo reloads"] < 3 else 0, self.fo_reload)]
+        r = self.rng.random() * sum(w for w, _ in ops)
+        for w, fn in ops:
+            r -= w
+            if r < 0:
+                fn()
+                return
+        ops[0][1]()
+
+    def fo_top_read(self):
+        self.read("top")
+        self.stats["fo top reads"] += 1
+
+    def compare_secondary(self, why):
+        for off in range(0, self.port_len, 2048):
+            n = min(2048, self.port_len - off)
+            self.compare("secondary device (%s)" % why, off,
+                         self.raw.read(off, n),
+                         self.sec_model[off * SECTOR:(off + n) * SECTOR])
+
+    def fill_write(self):
+        """Grow the dirty set: a top or a port write anywhere."""
+        rng, c = self.rng, self.chunk
+        port = rng.random() < 0.5
+        length = self.port_len if port else self.top_len
+        if rng.random() < 0.5:
+            off = rng.randrange(0, (length + c - 1) // c) * c
+            n = rng.randint(1, 4) * c
+        else:
+            off = rng.randrange(0, length)
+            n = rng.randint(1, 3 * c)
+        n = max(1, min(n, length - off))
+        if port:
+            self.port_write((off, n))
+        else:
+            self.top_write((off, n))
+
+    def failover_finale(self):
+        """Failover; I/O while the merge runs; done; I/O; recreate."""
+        self.op = self.a.nops
+        self.raw = DirectDev(self.a.secondary, len(self.top.mm))
+        for _ in range(self.a.fill):
+            self.op += 1
+            self.fill_write()
+        self.op += 1
+        self.full_compare("before the failover")
+        self.check_status("before the failover")
+        depth = self.a.commit_depth or self.rng.choice([1, 1, 1, 2, 8])
+        self.note("commit_depth %d" % depth)
+        self.dm.message(self.a.top, "commit_depth %d" % depth)
+
+        # What the merge must do: every chunk of active, every chunk of
+        # hidden not in active; the top's view becomes the secondary's.
+        self.fo_chunks = sorted(self.active | self.hidden)
+        st = self.dm.status(self.a.top).split()
+        self.fo = {"chunks": len(self.fo_chunks), "depth": depth,
+                   "used": (int(st[6].split("/")[0]),
+                            int(st[7].split("/")[0])),
+                   "totals": (int(st[6].split("/")[1]),
+                              int(st[7].split("/")[1])),
+                   "dropped": False, "recreated": False, "in_failover": 0,
+                   "done_at": None, "ev_failover": None}
+        self.fo_sec = bytes(self.sec_model)
+        if self.a.model_bug == "port-wins":
+            # A wrong model: the primary's writes win over the top's view.
+            self.top_model[:] = self.sec_model[:self.top_len * SECTOR]
+        self.fo_top = bytes(self.top_model)
+        self.fo_versions = {}
+        self.fo_state = "failover"
+        self.fo_left = None
+        ev0 = self.dm.event_nr(self.a.top)
+
+        self.note("failover (%d chunks to commit)" % self.fo["chunks"])
+        fo_mark = self.kmsg_mark()
+        t0 = time.monotonic()
+        try:
+            self.dm.message(self.a.top, "failover")
+        except OSError as e:
+            self.fail("message 'failover' failed: %s" % e)
+        t1 = time.monotonic()
+        self.fo["msg_ms"] = (t1 - t0) * 1000
+        self.state = "failover"
+        state, _ = self.fo_status("right after failover")
+        if state == "failover":
+            self.fo["in_failover"] += 1
+        self.port_write_refused("right after the failover message")
+
+        # I/O while the merge runs, until done.
+        deadline = t1 + self.a.commit_timeout
+        while self.fo_state != "done":
+            if time.monotonic() > deadline:
+                self.fail("the failover's merge is not done after %ds: "
+                          "status '%s'" % (self.a.commit_timeout,
+                                           self.dm.status(self.a.top)))
+            self.op += 1
+            if self.stats["fo ops"] < self.a.during_max:
+                self.fo_step()
+                self.stats["fo ops"] += 1
+            else:
+                time.sleep(0.01)
+            if self.fo_status("polling")[0] == "failover":
+                self.fo["in_failover"] += 1
+        self.fo["secs"] = self.fo["done_at"] - t1
+        log = self.kmsg_since(fo_mark)
+        started = [ln for ln in log if "failover: committing" in ln]
+        m = re.search(r"failover: committing (\d+) chunks from chunk (\d+)",
+                      started[0]) if started else None
+        if not m or int(m.group(1)) != self.fo["chunks"]:
+            self.fail("expected the log line 'failover: committing %d "
+                      "chunks from chunk ...', got: %s"
+                      % (self.fo["chunks"], started or log[-5:]))
+        if not any("failover done:" in ln for ln in log):
+            self.fail("no 'failover done:' log line: %s" % log[-5:])
+        # Events (raised by a worker, so wait a little): one after the
+        # failover message (a waiter that saw "running" wakes up), and one
+        # at done (a waiter that saw "failover" wakes up).  Two raised
+        # before the worker runs may count once.
+        want = []
+        if not self.fo["recreated"]:
+            want.append(("the failover", ev0))
+        if self.fo["ev_failover"] is not None:
+            want.append(("done", self.fo["ev_failover"]))
+        for what, before in want:
+            end = time.monotonic() + 5
+            ev = self.dm.event_nr(self.a.top)
+            while ev <= before and time.monotonic() < end:
+                time.sleep(0.05)
+                ev = self.dm.event_nr(self.a.top)
+            if ev <= before:
+                self.fail("no dm event for %s: event number %d, was %d "
+                          "when the top's status said %s"
+                          % (what, ev, before, "running" if what ==
+                             "the failover" else "failover"))
+
+        # Done: the secondary device is the top's view (beyond a short top,
+        # what the port wrote before the failover).
+        self.state = "done"
+        self.active.clear()
+        self.hidden.clear()
+        self.hidden_max.clear()
+        self.sec_model[:self.top_len * SECTOR] = self.top_model
+        self.op += 1
+        self.full_compare("failover done")
+        self.compare_secondary("failover done")
+        self.check_status("failover done")
+
+        # More top I/O; it goes straight to the secondary device.
+        for _ in range(self.a.after):
+            self.op += 1
+            r = self.rng.random()
+            if r < 0.45:
+                self.top_write()
+            elif r < 0.75:
+                self.read("top")
+            elif r < 0.85 and self.port is not None:
+                self.read("port")
+            elif r < 0.9:
+                self.port_write_refused("in done")
+                self.stats["fo port refused"] -= 1
+                self.stats["done port refused"] += 1
+            elif r < 0.95:
+                self.fsync()
+            else:
+                self.message(self.rng.choice(["checkpoint", "stop",
+                                              "failover"]))
+            self.stats["done ops"] += 1
+        self.op += 1
+        self.full_compare("done, after top writes")
+        self.compare_secondary("done, after top writes")
+        self.check_status("done, after top writes")
+
+        # Done survives a recreate; a port is refused.
+        self.op += 1
+        self.note("remove port, top; create top (done); a port is refused")
+        self.remove()
+        dmsetup("create", self.a.top, "--table", self.top_table)
+        self.top = DirectDev("/dev/mapper/" + self.a.top, len(self.raw.mm))
+        self.nr_checkpoints = 0
+        self.refuse_port_table("in done, after a recreate")
+        self.check_status("recreated in done")
+        self.full_compare("recreated in done")
+        self.compare_secondary("recreated in done")
+        self.raw.close()
+
     def queue_info(self):
         """The top's write cache and FUA: whether flushes reach the target."""
         rdev = os.stat("/dev/mapper/" + self.a.top).st_rdev
@@ -594,7 +1089,10 @@ class Differential:
         self.op = self.a.nops
         self.full_compare("end of ops")
         self.check_status("end of ops")
-        self.finale()
+        if self.a.failover:
+            self.failover_finale()
+        else:
+            self.finale()
         self.remove()
         self.dm.close()
         s = self.stats
@@ -608,6 +1106,20 @@ class Differential:
                          queue, s["suspends"], s["fsyncs"],
                          s["status checks"], s["full compares"],
                          time.monotonic() - t0))
+        if self.a.failover:
+            print("# seed %d: failover of %d chunks (commit_depth %d): "
+                  "message %.0f ms, commit %.2fs; during it %d ops (%d top "
+                  "writes, %d top reads, %d port reads, %d port writes "
+                  "refused, %d status, %d messages, %d suspends, %d "
+                  "reloads); %d ops seen in state failover; after done %d "
+                  "ops (%d port writes refused)"
+                  % (self.seed, self.fo["chunks"], self.fo["depth"],
+                     self.fo["msg_ms"], self.fo["secs"], s["fo ops"],
+                     s["fo top writes"], s["fo top reads"],
+                     s["fo port reads"], s["fo port refused"],
+                     s["fo status"], s["fo messages"], s["fo suspends"],
+                     s["fo reloads"], self.fo["in_failover"],
+                     s["done ops"], s["done port refused"]))
 
 
 def main():
@@ -628,6 +1140,22 @@ def main():
                    help="whole-device comparison every N ops (0: never)")
     p.add_argument("--checkpoint-pct", type=float, default=4.0,
                    help="percent of ops that checkpoint (at most 5)")
+    p.add_argument("--failover", action="store_true",
+                   help="end with a failover instead of a stop")
+    p.add_argument("--fill", type=int, default=400,
+                   help="failover: top and port writes anywhere (no "
+                   "checkpoint) before it, so the merge has work")
+    p.add_argument("--commit-depth", type=int, default=0,
+                   help="failover: commit_depth (default: random)")
+    p.add_argument("--during-max", type=int, default=3000,
+                   help="failover: at most N ops while the merge runs")
+    p.add_argument("--after", type=int, default=200,
+                   help="failover: N ops after done")
+    p.add_argument("--commit-timeout", type=int, default=240,
+                   help="failover: seconds the merge may take")
+    p.add_argument("--model-bug", choices=["none", "drop-write",
+                                           "port-wins"], default="none",
+                   help="break the model on purpose (the test must fail)")
     a = p.parse_args()
     a.checkpoint_pct = max(0.0, min(a.checkpoint_pct, 5.0))
 
