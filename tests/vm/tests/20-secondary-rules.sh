@@ -95,9 +95,8 @@ check_eq "$(field top 6)" 0 "nothing to commit"
 check_eq "$(dmsetup status port | awk '{print $6}')" 0 "port's copy count restarts"
 check_eq "$(get $TOP 0 $S)" "$(get $SEC 0 $S)" "after checkpoint the top reads the secondary device"
 
-# Messages: bad ones fail with a reason; failover is not there yet.
+# Messages: bad ones fail with a reason (failover: 50-failover-rules).
 expect_msg_error top "bogus" "Unrecognised message: bogus"
-expect_msg_error top "failover" "failover is not implemented yet"
 
 # Stop: a checkpoint, then done; the port refuses writes, reads pass.
 put $TOP 5 136
