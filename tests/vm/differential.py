@@ -300,7 +300,8 @@ class Differential:
     def remove(self):
         had_port = self.port is not None
         self.close_devs()
-        if had_port or not self.a.failover:
+        if had_port or (not self.a.failover and
+                        os.path.exists("/dev/mapper/" + self.a.port)):
             dmsetup("remove", self.a.port)
         dmsetup("remove", self.a.top)
 
@@ -607,14 +608,23 @@ class Differential:
         self.message("stop")
         self.full_compare("done, after top writes")
 
-        # State done survives a recreate.
+        # State done survives a recreate; a port is refused (it would only
+        # get EIO for its writes: the session is over).
         self.op += 1
-        self.note("remove port, top; create top, port (done)")
+        self.note("remove port, top; create top (done); a port is refused")
         self.remove()
-        self.create()
+        dmsetup("create", self.a.top, "--table", self.top_table)
+        self.top = DirectDev("/dev/mapper/" + self.a.top,
+                             max(1024, 4 * self.chunk) * SECTOR + (1 << 20))
         self.nr_checkpoints = 0
+        self.refuse_port_table("in done after stop, after a recreate")
         self.check_status("recreated in done")
+        # Without a port, the secondary device itself is compared.
+        self.raw = DirectDev(self.a.secondary,
+                             max(1024, 4 * self.chunk) * SECTOR + (1 << 20))
         self.full_compare("recreated in done")
+        self.raw.close()
+        self.raw = None
 
     # -- the failover finale (--failover) --
 

@@ -66,8 +66,18 @@ sync $TOP	# fsync: a FLUSH commits active's mappings
 put $PORT 1 102
 check_eq "$(dmsetup status port | awk '{print $6}')" 1 "chunk durably in active: no copy"
 check_eq "$(get $TOP 8 8)" "$(expect 34)" "top keeps its own write over the port's"
-put $TOP 4 187
-put $PORT 4 204
+# The two writes go back to back from one process: active's periodic commit
+# (every second) must not land between them, as it might between two dd runs
+# on a loaded host.
+python3 - "$TOP" "$PORT" <<'PY' || die "back-to-back writes failed"
+import mmap, os, sys
+fds = [os.open(d, os.O_WRONLY | os.O_DIRECT) for d in sys.argv[1:3]]
+bufs = [mmap.mmap(-1, 4096) for _ in fds]
+bufs[0].write(bytes([187]) * 4096)
+bufs[1].write(bytes([204]) * 4096)
+os.pwritev(fds[0], [bufs[0]], 4 * 4096)
+os.pwritev(fds[1], [bufs[1]], 4 * 4096)
+PY
 check_eq "$(dmsetup status port | awk '{print $6}')" 2 "chunk in active, not yet committed: copied"
 check_eq "$(get $TOP 32 8)" "$(expect 187)" "top keeps its uncommitted write over the port's"
 
