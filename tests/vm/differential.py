@@ -461,6 +461,12 @@ class Differential:
     def check_status(self, why):
         st = self.dm.status(self.a.top).split()
         want_commit = len(self.active) + len(self.hidden - self.active)
+        if self.a.failover and self.state == "done" and \
+                not self.fo["ckpt_bumped"] and len(st) > 8 and \
+                st[8] == str(self.nr_checkpoints + 1):
+            # The end of the failover may count as one checkpoint.
+            self.nr_checkpoints += 1
+            self.fo["ckpt_bumped"] = True
         used_hidden = -1
         try:
             used_hidden = int(st[7].split("/")[0])
