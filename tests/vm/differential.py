@@ -37,7 +37,9 @@ old content or a version the top showed; status (state, counts counting
 down, error 0), messages (checkpoint, stop, failover, commit_depth: accepted,
 nothing changes), suspend/resume (pauses the merge), table reloads and
 remove+recreate of the top (the merge resumes; a new port is refused) are
-mixed in.  After "done": top == secondary device == model (the tail beyond
+mixed in (--slow-dm: the secondary device's writes are delayed meanwhile,
+so that the merge lasts).  After "done": top == secondary device == model
+(the tail beyond
 a short top untouched), more top I/O, the same again, and done survives a
 recreate.  --model-bug breaks the model on purpose, to show the test fails.
 
@@ -260,6 +262,7 @@ class Differential:
         self.top = None
         self.port = None
         self.raw = None           # the secondary device (--failover)
+        self.soft_fails = []
         # Weights of the operations, in percent.
         self.ops = [
             (30, self.top_write),
@@ -343,6 +346,14 @@ class Differential:
 
     def fail(self, text):
         raise Failure(text)
+
+    def soft_fail(self, text):
+        """A failure that does not stop the run; the seed fails at its end."""
+        self.soft_fails.append("op #%d: %s" % (self.op, text))
+        print("seed %d: FAILED (goes on) at op #%d: %s"
+              % (self.seed, self.op, text))
+        for line in self.log:
+            print("  " + line)
 
     def compare(self, what, sector, got, want):
         if got == want:
@@ -451,6 +462,12 @@ class Differential:
     def check_status(self, why):
         st = self.dm.status(self.a.top).split()
         want_commit = len(self.active) + len(self.hidden - self.active)
+        if self.a.failover and self.state == "done" and \
+                not self.fo["ckpt_bumped"] and len(st) > 8 and \
+                st[8] == str(self.nr_checkpoints + 1):
+            # The end of the failover may count as one checkpoint.
+            self.nr_checkpoints += 1
+            self.fo["ckpt_bumped"] = True
         used_hidden = -1
         try:
             used_hidden = int(st[7].split("/")[0])
@@ -670,11 +687,12 @@ class Differential:
             bad.append("state %s after done" % state)
         if err != "0":
             bad.append("error %s, expected 0" % err)
-        if state == "done" and self.fo_state != "done" and \
+        if state == "done" and not self.fo["ckpt_bumped"] and \
                 nck == self.nr_checkpoints + 1:
             # Emptying the stores at done may count as one checkpoint (the
-            # spec does not say); from then on the count must not move.
+            # spec does not say); once, and from then on it must not move.
             self.nr_checkpoints = nck
+            self.fo["ckpt_bumped"] = True
         if nck != self.nr_checkpoints:
             bad.append("%d checkpoints, expected %d (a checkpoint in "
                        "failover does nothing)" % (nck, self.nr_checkpoints))
@@ -699,8 +717,11 @@ class Differential:
                 bad.append("chunks to commit went up: %d after %d (same "
                            "table)" % (left, self.fo_left))
         if bad:
-            self.fail("STATUS MISMATCH during the failover (%s): top status "
-                      "'%s': %s" % (why, " ".join(st), "; ".join(bad)))
+            # Recorded, and the run goes on (the data checks matter more);
+            # the seed fails at its end.
+            self.soft_fail("STATUS MISMATCH during the failover (%s): top "
+                           "status '%s': %s"
+                           % (why, " ".join(st), "; ".join(bad)))
         if self.port is not None:
             # Read after the top's: the merge may have finished between.
             pst = self.dm.status(self.a.port).split()
@@ -925,6 +946,25 @@ class Differential:
         else:
             self.top_write((off, n))
 
+    def slow_secondary(self, slow):
+        """Swap the dm-linear under the secondary device for dm-delay
+        (writes --slow-ms late) and back: the merge takes long enough for
+        the I/O, suspends and reloads during it."""
+        name = self.a.slow_dm
+        if slow:
+            self.linear_table = dmsetup("table", name).strip()
+            f = self.linear_table.split()
+            if len(f) != 5 or f[2] != "linear":
+                self.fail("--slow-dm %s: not one linear target: %s"
+                          % (name, self.linear_table))
+            table = "%s %s delay %s %s 0 %s %s %d" % (
+                f[0], f[1], f[3], f[4], f[3], f[4], self.a.slow_ms)
+        else:
+            table = self.linear_table
+        self.note("%s: %s" % (name, table))
+        dmsetup("reload", name, "--table", table)
+        dmsetup("resume", name)
+
     def failover_finale(self):
         """Failover; I/O while the merge runs; done; I/O; recreate."""
         self.op = self.a.nops
@@ -949,7 +989,8 @@ class Differential:
                    "totals": (int(st[6].split("/")[1]),
                               int(st[7].split("/")[1])),
                    "dropped": False, "recreated": False, "in_failover": 0,
-                   "done_at": None, "ev_failover": None}
+                   "done_at": None, "ev_failover": None,
+                   "ckpt_bumped": False}
         self.fo_sec = bytes(self.sec_model)
         if self.a.model_bug == "port-wins":
             # A wrong model: the primary's writes win over the top's view.
@@ -960,6 +1001,8 @@ class Differential:
         self.fo_left = None
         ev0 = self.dm.event_nr(self.a.top)
 
+        if self.a.slow_dm:
+            self.slow_secondary(True)
         self.note("failover (%d chunks to commit)" % self.fo["chunks"])
         fo_mark = self.kmsg_mark()
         t0 = time.monotonic()
@@ -991,6 +1034,8 @@ class Differential:
             if self.fo_status("polling")[0] == "failover":
                 self.fo["in_failover"] += 1
         self.fo["secs"] = self.fo["done_at"] - t1
+        if self.a.slow_dm:
+            self.slow_secondary(False)
         log = self.kmsg_since(fo_mark)
         started = [ln for ln in log if "failover: committing" in ln]
         m = re.search(r"failover: committing (\d+) chunks from chunk (\d+)",
@@ -1105,6 +1150,9 @@ class Differential:
             self.finale()
         self.remove()
         self.dm.close()
+        if self.soft_fails:
+            raise Failure("%d failures, the first at %s"
+                          % (len(self.soft_fails), self.soft_fails[0]))
         s = self.stats
         print("seed %d: %d ops (%d top writes, %d port writes, %d reads, "
               "%d checkpoints, %d reloads): 0 mismatches"
@@ -1163,6 +1211,11 @@ def main():
                    help="failover: N ops after done")
     p.add_argument("--commit-timeout", type=int, default=240,
                    help="failover: seconds the merge may take")
+    p.add_argument("--slow-dm", metavar="NAME",
+                   help="failover: the dm-linear under the secondary device; "
+                   "dm-delay replaces it during the merge")
+    p.add_argument("--slow-ms", type=int, default=3,
+                   help="failover: write delay of --slow-dm")
     p.add_argument("--model-bug", choices=["none", "drop-write",
                                            "port-wins"], default="none",
                    help="break the model on purpose (the test must fail)")

@@ -114,6 +114,7 @@ def reader(args):
     end = time.monotonic() + args.max
     last_poll = 0.0
     state = top_state(ctl, name)[1]
+    t_fo = t_done = None
     if args.ready:
         open(args.ready, "w").close()
     try:
@@ -122,7 +123,10 @@ def reader(args):
             if t - last_poll > 0.02:
                 state = top_state(ctl, name)[1]
                 last_poll = t
+                if state == "failover" and t_fo is None:
+                    t_fo = t
                 if state == "done":
+                    t_done = t
                     break
             r = rnd.choice(blocks)
             b = rnd.randrange(r.start, r.stop)
@@ -132,7 +136,7 @@ def reader(args):
             reads += 1
             lat.append(dt)
             if state == "failover":
-                lat_fo.append(dt)
+                lat_fo.append((dt, t0))
             if n != BS or zlib.crc32(m) != want[b]:
                 bad.append(b)
     finally:
@@ -140,11 +144,17 @@ def reader(args):
         os.close(fd)
         os.close(ctl)
     lat_fo.sort()
-    mx = lat_fo[-1] * 1000 if lat_fo else 0.0
-    p99 = lat_fo[int(len(lat_fo) * 0.99)] * 1000 if lat_fo else 0.0
+    mx = lat_fo[-1][0] * 1000 if lat_fo else 0.0
+    p99 = lat_fo[int(len(lat_fo) * 0.99)][0] * 1000 if lat_fo else 0.0
+    # The slowest reads, when: seconds after the state was first seen
+    # failover, and before done was first seen (state polled every 20 ms).
+    slow = ["%.1f ms at +%.2fs/-%.2fs" % (
+        d * 1000, t - t_fo if t_fo else 0.0, t_done - t if t_done else 0.0)
+        for d, t in reversed(lat_fo[-5:])]
     print("reads %d (%d during failover), mismatches %d, max_ms %.1f, "
-          "p99_ms %.1f, final state %s"
-          % (reads, len(lat_fo), len(bad), mx, p99, state))
+          "p99_ms %.1f, final state %s; slowest (after failover seen/before "
+          "done seen): %s"
+          % (reads, len(lat_fo), len(bad), mx, p99, state, ", ".join(slow)))
     print(json.dumps({"reads": reads, "reads_failover": len(lat_fo),
                       "mismatches": len(bad), "max_ms": mx, "p99_ms": p99,
                       "state": state, "first_bad": bad[:5]}))

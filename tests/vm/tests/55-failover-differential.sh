@@ -18,11 +18,14 @@
 # Seeds: 4 KiB chunks and 32 KiB chunks with a top 72 sectors short of the
 # secondary (the merge must not write past the top's end), each on brd (no
 # write cache) and on the virtio scratch disks (write-back cache: flushes
-# reach the target).  Each seed starts a new session.
+# reach the target).  Each seed starts a new session.  During the merge the
+# secondary device's writes are delayed (dm-delay swapped in under it,
+# FO_SLOW_MS, default 3 ms), so that the merge lasts seconds.
 #
 # Environment (for a wrapper test): FO_OPS, FO_FILL, FO_SEEDS_BRD,
 # FO_SEEDS_VD (each "SEED:CHUNK:COMMIT_DEPTH[:short]"), FO_MODEL_BUG (none,
-# drop-write, port-wins: a broken model, the test must then fail).
+# drop-write, port-wins: a broken model, the test must then fail),
+# FO_SLOW_MS.
 . "$REPO/tests/vm/lib.sh"
 
 OPS=${FO_OPS:-600}
@@ -30,12 +33,16 @@ FILL=${FO_FILL:-1500}
 SEEDS_BRD=${FO_SEEDS_BRD-551:8:1 552:64:1:short 555:8:8}
 SEEDS_VD=${FO_SEEDS_VD-553:8:1 554:64:2:short 556:8:64}
 MODEL_BUG=${FO_MODEL_BUG:-none}
+SLOW_MS=${FO_SLOW_MS:-3}
 SEC_SECTORS=$((16 * 2048))
 STORE_SECTORS=$((32 * 2048))
 DIFF=$REPO/tests/vm/differential.py
 
 trap 'dm_remove_all' EXIT
+modprobe dm-delay 2>/dev/null
+dmsetup targets | grep -q '^delay' || die "no dm-delay"
 ram_disks 3 32
+declare -A LINEAR
 read -r -a VD <<<"$DISKS"
 [ ${#VD[@]} -ge 3 ] || die "need three scratch disks, have: $DISKS"
 for b in ram vd; do
@@ -44,7 +51,8 @@ for b in ram vd; do
 	else
 		set -- "${VD[@]:0:3}"
 	fi
-	dmsetup create ${b}sec --table "0 $SEC_SECTORS linear $1 0" &&
+	LINEAR[$b]="0 $SEC_SECTORS linear $1 0"
+	dmsetup create ${b}sec --table "${LINEAR[$b]}" &&
 		dmsetup create ${b}hid --table "0 $STORE_SECTORS linear $2 0" &&
 		dmsetup create ${b}act --table "0 $STORE_SECTORS linear $3 0" ||
 		die "cannot create the $b devices"
@@ -61,6 +69,9 @@ run_seed() {
 	for d in port top; do
 		dmsetup info "$d" >/dev/null 2>&1 && dmsetup remove "$d"
 	done
+	# A seed that failed may have left dm-delay under the secondary.
+	dmsetup reload ${b}sec --table "${LINEAR[$b]}" && dmsetup resume ${b}sec ||
+		die "cannot restore ${b}sec"
 	# A new session: both stores blank.
 	for d in hid act; do
 		dd if=/dev/zero of=/dev/mapper/$b$d bs=4096 count=1 oflag=direct \
@@ -70,6 +81,7 @@ run_seed() {
 	python3 "$DIFF" "$seed" "$OPS" "$chunk" --secondary /dev/mapper/${b}sec \
 		--hidden /dev/mapper/${b}hid --active /dev/mapper/${b}act \
 		--failover --fill "$FILL" --commit-depth "$depth" \
+		--slow-dm ${b}sec --slow-ms "$SLOW_MS" \
 		--model-bug "$MODEL_BUG" "${opt[@]}" \
 		>"$TMPDIR/seed$seed" 2>&1
 	rc=$?
