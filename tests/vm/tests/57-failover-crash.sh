@@ -23,7 +23,8 @@
 # device (and the top) must hold, per sector, E0 or a merge-phase write
 # that may have reached the disk, and every write flushed before the cut
 # (pitfall 6: a merged chunk written in place must survive a resumed merge).
-# Some rounds cut twice: once more during the resumed merge.
+# Some rounds cut twice: once more during the resumed merge (the secondary's
+# writes delayed by dm-delay meanwhile, so that it lasts).
 #
 # FOCRASH_ROUNDS="MODE:CHUNK[:double] ..." runs those rounds instead.
 # A failing round copies its log to $OUT/57-failover-crash.round<N>.json.
@@ -44,7 +45,9 @@ FAILED_OVER="Session failed over: zero the first 4 KiB of both stores to start a
 trap 'dm_remove_all' EXIT
 
 modprobe dm-flakey 2>/dev/null
+modprobe dm-delay 2>/dev/null
 dmsetup targets | grep -q '^flakey' || { echo "# no dm-flakey"; exit 77; }
+dmsetup targets | grep -q '^delay' || { echo "# no dm-delay"; exit 77; }
 echo "# seed base $SEED (rerun: FOCRASH_SEED=$SEED)"
 
 disk() {
@@ -140,6 +143,10 @@ round() {
 		# Reload with the table loaded but not live; failover_crash.py
 		# resumes it, slows the merge down and cuts during it.
 		reboot || die "round $n: cannot tear down after the cut"
+		# The secondary's writes delayed (dm-delay over its slice), so
+		# that the resumed merge lasts.
+		dmsetup reload rsec --table "0 $SEC_LEN delay $CD 0 0 $CD 0 3" &&
+			dmsetup resume rsec || die "round $n: cannot slow rsec down"
 		dmsetup create top --notable && dmsetup load top --table "$(top_table)" || {
 			not_ok "round $n: the top does not load after the cut ($mode)"
 			return
@@ -151,6 +158,8 @@ round() {
 		else
 			not_ok "round $n: the reload after the cut or the second workload failed"
 		fi
+		dmsetup reload rsec --table "0 $SEC_LEN linear $CD 0" &&
+			dmsetup resume rsec || die "round $n: cannot restore rsec"
 		after_cut "$n" "(during the resumed merge)" "$(done_seen "$log")" ||
 			{ cp "$log" "$OUT/57-failover-crash.round$n.json"; return; }
 	else
