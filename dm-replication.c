@@ -2072,9 +2072,9 @@ static void dmr_secondary_status_info(struct dm_target *ti, char *result,
 {
 	struct dmr_secondary *s = to_secondary(ti);
 	struct dmr_core *core = dmr_secondary_core(s);
-	u32 to_commit, used_active, used_hidden;
 	enum dmr_state state;
 	unsigned int sz = 0;
+	u32 to_commit;
 
 	if (!core) {
 		DMEMIT("secondary %s 0 0/%llu 0/%llu 0 0",
@@ -2086,28 +2086,18 @@ static void dmr_secondary_status_info(struct dm_target *ti, char *result,
 		return;
 	}
 	state = READ_ONCE(core->state);
-	used_active = dmr_store_used(&core->active);
-	used_hidden = dmr_store_used(&core->hidden);
-	if (state == DMR_STATE_RUNNING) {
+	if (state == DMR_STATE_RUNNING)
 		to_commit = atomic_read(&core->active.nr_mapped) +
 			    atomic_read(&core->hidden_only);
-	} else if (state == DMR_STATE_DONE) {
-		/*
-		 * Done holds nothing.  The state turns done with the header
-		 * write, a moment before the stores are emptied: status
-		 * must not show that moment.
-		 */
+	else if (state == DMR_STATE_DONE)
 		to_commit = 0;
-		used_active = 0;
-		used_hidden = 0;
-	} else {
+	else
 		to_commit = dmr_commit_remaining(core);
-	}
 	DMEMIT("secondary %s %d %u/%llu %u/%llu %u %u",
 	       dmr_state_name(state), atomic_read(&core->error),
-	       used_active,
+	       dmr_store_used(&core->active),
 	       (unsigned long long)core->active.layout.nr_slots,
-	       used_hidden,
+	       dmr_store_used(&core->hidden),
 	       (unsigned long long)core->hidden.layout.nr_slots,
 	       READ_ONCE(core->nr_checkpoints), to_commit);
 }
