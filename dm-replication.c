@@ -1290,6 +1290,18 @@ int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st)
 	return dmr_write_header(core->io, st->bdev, &h);
 }
 
+/* Writes a header that gives the session @state before the core takes it. */
+static int dmr_core_write_header_state(struct dmr_core *core,
+				       struct dmr_store *st,
+				       enum dmr_state state)
+{
+	struct dmr_header h;
+
+	dmr_core_header(core, st, &h);
+	h.state = state;
+	return dmr_write_header(core->io, st->bdev, &h);
+}
+
 /*
  * Reads one store's header and checks it against the table.  Returns 0 for
  * a valid header, 1 for a blank store, or a negative errno with @error set.
@@ -1581,13 +1593,11 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 
 	core->seq++;
 	core->epoch = core->epoch + 1 ? core->epoch + 1 : 1;
-	core->state = state;
-	r = dmr_core_write_header(core, &core->hidden);
+	r = dmr_core_write_header_state(core, &core->hidden, state);
 	if (r) {
 		/* Not durable: keep the old epoch. */
 		core->seq = old_seq;
 		core->epoch = old_epoch;
-		core->state = old_state;
 		dmr_thaw(core);
 		return r;
 	}
@@ -1599,6 +1609,8 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 	atomic_set(&core->error, 0);
 	atomic_set(&core->low_water_fired, 0);
 	core->nr_checkpoints++;
+	/* Status shows the new state only with the stores emptied. */
+	WRITE_ONCE(core->state, state);
 	dmr_thaw(core);
 
 	/*
