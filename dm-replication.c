@@ -2097,6 +2097,13 @@ static void dmr_secondary_status_info(struct dm_target *ti, char *result,
 							      s->chunk_sectors));
 		return;
 	}
+	/*
+	 * A state change (a new epoch, a failed merge) holds the state lock
+	 * while it empties the stores and turns the state: under it, status
+	 * sees one side of it, never the middle.  Holders only wait for I/O
+	 * in flight, never for a worker that a suspend stops.
+	 */
+	mutex_lock(&core->state_lock);
 	state = READ_ONCE(core->state);
 	if (state == DMR_STATE_RUNNING)
 		to_commit = atomic_read(&core->active.nr_mapped) +
@@ -2112,6 +2119,7 @@ static void dmr_secondary_status_info(struct dm_target *ti, char *result,
 	       dmr_store_used(&core->hidden),
 	       (unsigned long long)core->hidden.layout.nr_slots,
 	       READ_ONCE(core->nr_checkpoints), to_commit);
+	mutex_unlock(&core->state_lock);
 }
 
 static void dmr_secondary_status_table(struct dm_target *ti, char *result,
