@@ -508,6 +508,29 @@ void dmr_store_exit(struct dmr_store *st)
 }
 
 /**
+ * dmr_store_alloc_slots() - take the next free data slots, consecutive
+ * @st: the store
+ * @n: how many
+ * @first: set to the first of them
+ *
+ * Return: 0, or -ENOSPC when fewer than @n slots are free (none is taken).
+ */
+int dmr_store_alloc_slots(struct dmr_store *st, u32 n, u32 *first)
+{
+	int r = 0;
+
+	spin_lock(&st->alloc_lock);
+	if (n > st->layout.nr_slots - st->next_slot) {
+		r = -ENOSPC;
+	} else {
+		*first = st->next_slot;
+		st->next_slot += n;
+	}
+	spin_unlock(&st->alloc_lock);
+	return r;
+}
+
+/**
  * dmr_store_alloc_slot() - take the next free data slot
  * @st: the store
  * @slot: set to the slot
@@ -516,15 +539,7 @@ void dmr_store_exit(struct dmr_store *st)
  */
 int dmr_store_alloc_slot(struct dmr_store *st, u32 *slot)
 {
-	int r = 0;
-
-	spin_lock(&st->alloc_lock);
-	if (st->next_slot >= st->layout.nr_slots)
-		r = -ENOSPC;
-	else
-		*slot = st->next_slot++;
-	spin_unlock(&st->alloc_lock);
-	return r;
+	return dmr_store_alloc_slots(st, 1, slot);
 }
 
 /**
@@ -725,14 +740,16 @@ int dmr_read_header_area(struct dm_io_client *io, struct block_device *bdev,
  * @io: a dm-io client
  * @bdev: the store device
  * @h: the header; copy A or B by its generation's parity
+ * @flush_first: make what was written to the store before durable first
  *
- * The write carries PREFLUSH and FUA: what was written before is durable
- * before the header, and the header is durable when this returns.
+ * The write carries FUA, and PREFLUSH with @flush_first: the header is
+ * durable when this returns.  A header that empties the store for a new
+ * epoch needs no PREFLUSH: nothing written before survives it.
  *
  * Return: 0 or a negative errno.
  */
 int dmr_write_header(struct dm_io_client *io, struct block_device *bdev,
-		     const struct dmr_header *h)
+		     const struct dmr_header *h, bool flush_first)
 {
 	struct dmr_disk_header *d = kmalloc(sizeof(*d), GFP_NOIO);
 	int r;
@@ -740,8 +757,8 @@ int dmr_write_header(struct dm_io_client *io, struct block_device *bdev,
 	if (!d)
 		return -ENOMEM;
 	dmr_header_encode(h, d);
-	r = dmr_sync_io(io, bdev, REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA |
-			REQ_SYNC, h->seq & 1, 1, d);
+	r = dmr_sync_io(io, bdev, REQ_OP_WRITE | REQ_FUA | REQ_SYNC |
+			(flush_first ? REQ_PREFLUSH : 0), h->seq & 1, 1, d);
 	kfree(d);
 	return r;
 }
@@ -894,6 +911,30 @@ static int dmr_store_write_record(struct dmr_store *st, u64 epoch,
 	dm_bufio_mark_buffer_dirty(buf);
 	dm_bufio_release(buf);
 	return 0;
+}
+
+/**
+ * dmr_store_clean() - are all the store's records durable?
+ * @st: the store
+ *
+ * True when no record waits for a commit and no commit is writing one.  A
+ * bio that completed before the call had its record queued (or committed)
+ * before it completed, so a FLUSH that finds the store clean needs only the
+ * store device's own flush.
+ *
+ * Return: true when clean.
+ */
+bool dmr_store_clean(struct dmr_store *st)
+{
+	if (!llist_empty(&st->pending))
+		return false;
+	/*
+	 * A commit takes the list under its lock, and llist_del_all() is a
+	 * full barrier: seeing the list empty by its hand, we see the lock
+	 * taken until the records are durable.
+	 */
+	smp_rmb();
+	return !mutex_is_locked(&st->commit_lock);
 }
 
 /**

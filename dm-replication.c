@@ -336,13 +336,20 @@ struct dmr_job {
 	struct dmr_store *store;
 	struct bio *bio;
 	struct dmr_map_entry *entry;
+	struct dmr_job *run_next;	/* the next chunk of a run's bio */
+	struct dmr_job *run_head;	/* a port run's first job, in the others */
+	atomic_t run_left;		/* in a port run's first: jobs to commit */
+	int run_err;			/* in a port run's first: its error */
 };
+
+/* The most a top bio over several chunks (a run) covers: 1 MiB. */
+#define DMR_RUN_SECTORS		(SZ_1M >> SECTOR_SHIFT)
 
 /* Per-bio data of the top and the port. */
 struct dmr_bio {
 	struct dmr_core *core;		/* set when counted in flight */
 	struct dm_target *ti;
-	struct dmr_job *job;		/* a full-chunk write's, until mapped */
+	struct dmr_job *job;		/* a full-chunk write's (or a run's first), until mapped */
 	u32 chunk;			/* a reader's chunk */
 	u8 flags;
 };
@@ -692,7 +699,20 @@ static void dmr_active_commit_work(struct work_struct *w)
 	dmr_active_commit(container_of(w, struct dmr_core, active_commit_work));
 }
 
-/* Top flushes and FUA writes complete after the next commit of active. */
+/*
+ * While the session runs, top writes go to active only: when active has no
+ * record to commit, a FLUSH of the top is a FLUSH of active's device, and a
+ * FUA write was made durable by its own FUA.
+ */
+static bool dmr_active_clean(struct dmr_core *core, enum dmr_state state)
+{
+	return state == DMR_STATE_RUNNING && dmr_store_clean(&core->active);
+}
+
+/*
+ * Otherwise top flushes and FUA writes complete after the next commit of
+ * active.
+ */
 static void dmr_wait_commit(struct dmr_core *core, struct bio *bio)
 {
 	unsigned long flags;
@@ -713,16 +733,28 @@ static void dmr_periodic_work(struct work_struct *w)
 	queue_delayed_work(core->wq, &core->periodic_work, DMR_COMMIT_PERIOD);
 }
 
-/* A port write's copy is in hidden and committed: map it, then write. */
+/*
+ * A port write's copy is in hidden and committed: map it, then write.  A run
+ * writes once all its chunks are mapped, in whatever order their records
+ * were committed.
+ */
 static void dmr_cow_committed(struct dmr_job *job, int err)
 {
+	struct dmr_job *head = job->run_head ?: job;
 	struct dmr_core *core = job->core;
 	struct bio *bio = job->bio;
 
 	if (!err)
 		err = dmr_job_map(job);
 	dmr_job_release(job);
-	dmr_job_free(job);
+	if (err)
+		cmpxchg(&head->run_err, 0, err);
+	if (job != head)
+		dmr_job_free(job);
+	if (!atomic_dec_and_test(&head->run_left))
+		return;
+	err = head->run_err;
+	dmr_job_free(head);
 	if (err) {
 		dmr_set_error(core, err);
 		dmr_fail_bio(bio, err);
@@ -748,15 +780,18 @@ static void dmr_hidden_commit_work(struct work_struct *w)
 
 /* ---- jobs ------------------------------------------------------------------------- */
 
-static struct dmr_job *dmr_job_alloc(struct dmr_core *core)
+static struct dmr_job *dmr_job_alloc(struct dmr_core *core, gfp_t gfp)
 {
-	struct dmr_job *job = mempool_alloc(&core->job_pool, GFP_NOIO);
+	struct dmr_job *job = mempool_alloc(&core->job_pool, gfp);
 
+	if (!job)
+		return NULL;
 	memset(job, 0, sizeof(*job));
 	job->core = core;
 	INIT_HLIST_NODE(&job->cell);
 	bio_list_init(&job->waiters);
-	job->entry = dmr_store_alloc_entry(GFP_NOIO);
+	atomic_set(&job->run_left, 1);
+	job->entry = dmr_store_alloc_entry(gfp);
 	if (!job->entry) {
 		mempool_free(job, &core->job_pool);
 		return NULL;
@@ -801,62 +836,82 @@ static void dmr_copy_up_done(int read_err, unsigned long write_err,
 	submit_bio_noacct(bio);
 }
 
+static void dmr_run_abandon(struct dmr_job *job);
+
+/* The copy of a port write's chunks (one, or a run's) is in hidden. */
 static void dmr_cow_copied(int read_err, unsigned long write_err,
 			   void *context)
 {
-	struct dmr_job *job = context;
+	struct dmr_job *job = context, *next;
 	struct dmr_core *core = job->core;
+	struct bio *bio = job->bio;
 
 	if (read_err || write_err) {
 		dmr_set_error(core, -EIO);
-		dmr_job_fail(job, -EIO);
+		dmr_run_abandon(job);
+		dmr_fail_bio(bio, -EIO);
 		return;
 	}
-	llist_add(&job->rec.node, &core->hidden.pending);
+	for (; job; job = next) {
+		/* Once queued, a job may be committed and freed at once. */
+		next = job->run_next;
+		llist_add(&job->rec.node, &core->hidden.pending);
+	}
 	queue_work(core->wq, &core->hidden_commit_work);
 }
 
+/* Copies @job's chunk, or its run's chunks, into the job's slots. */
 static void dmr_copy(struct dmr_core *core, struct dmr_job *job,
 		     struct block_device *from_bdev, sector_t from,
 		     dm_kcopyd_notify_fn fn)
 {
 	struct dmr_store *st = job->store;
-	sector_t len = dmr_chunk_len(core, job->rec.chunk);
+	sector_t len = 0;
+	struct dmr_job *j;
 	struct dm_io_region src = {
 		.bdev = from_bdev,
 		.sector = from,
-		.count = len,
 	};
 	struct dm_io_region dst = {
 		.bdev = st->bdev,
 		.sector = dmr_slot_sector(st, core, job->rec.slot),
-		.count = len,
 	};
 
+	for (j = job; j; j = j->run_next)
+		len += dmr_chunk_len(core, j->rec.chunk);
+	src.count = len;
+	dst.count = len;
 	dm_kcopyd_copy(core->kc, &src, 1, &dst, 0, fn, job);
 }
 
-/* A full-chunk write is in: map it, then let its bio complete. */
+/*
+ * A write of whole chunks is in: map its chunks, queue their records, then
+ * let the bio complete.  A chunk that fails to map fails the bio; so do the
+ * run's chunks after it.
+ */
 static void dmr_done_work(struct work_struct *w)
 {
 	struct dmr_core *core = container_of(w, struct dmr_core, done_work);
-	struct dmr_job *job, *tmp;
+	struct dmr_job *job, *tmp, *next;
 	struct llist_node *list;
 
 	list = llist_reverse_order(llist_del_all(&core->done_jobs));
 	llist_for_each_entry_safe(job, tmp, list, done) {
 		struct bio *bio = job->bio;
-		int r = bio->bi_status ? -EIO : dmr_job_map(job);
 
 		dmr_pb(bio)->job = NULL;
-		if (r) {
+		for (; job; job = next) {
+			int r = bio->bi_status ? -EIO : dmr_job_map(job);
+
+			next = job->run_next;
 			dmr_job_release(job);
-			dmr_job_free(job);
-			if (!bio->bi_status)
-				bio->bi_status = errno_to_blk_status(r);
-		} else {
-			dmr_job_release(job);
-			llist_add(&job->rec.node, &core->active.pending);
+			if (r) {
+				dmr_job_free(job);
+				if (!bio->bi_status)
+					bio->bi_status = errno_to_blk_status(r);
+			} else {
+				llist_add(&job->rec.node, &core->active.pending);
+			}
 		}
 		bio_endio(bio);
 	}
@@ -922,7 +977,7 @@ static enum dmr_claim dmr_claim_chunk(struct dmr_core *core,
 static struct dmr_job *dmr_new_job(struct dmr_core *core, struct bio *bio,
 				   u32 chunk, bool port, enum dmr_claim *claim)
 {
-	struct dmr_job *job = dmr_job_alloc(core);
+	struct dmr_job *job = dmr_job_alloc(core, GFP_NOIO);
 
 	*claim = DMR_CLAIMED;
 	if (!job) {
@@ -1110,6 +1165,10 @@ static int dmr_top_process(struct dmr_core *core, struct bio *bio)
 		return DM_MAPIO_REMAPPED;
 	}
 	if (op_is_flush(bio->bi_opf) && !bio_sectors(bio)) {
+		if (dmr_active_clean(core, state)) {
+			bio_set_dev(bio, core->active.bdev);
+			return DM_MAPIO_REMAPPED;
+		}
 		dmr_wait_commit(core, bio);
 		return DM_MAPIO_SUBMITTED;
 	}
@@ -1132,7 +1191,249 @@ static int dmr_top_process(struct dmr_core *core, struct bio *bio)
 	}
 }
 
+/* ---- runs: top bios over several chunks ------------------------------------- */
+
+/* The sectors from a bio's start to the end of its first chunk. */
+static sector_t dmr_first_chunk_left(struct dmr_core *core,
+				     struct dm_target *ti, struct bio *bio)
+{
+	sector_t off = dm_target_offset(ti, bio->bi_iter.bi_sector);
+
+	return core->chunk_sectors - (off & (core->chunk_sectors - 1));
+}
+
+/* Does the bio go past the end of its first chunk? */
+static bool dmr_spans_chunks(struct dmr_core *core, struct dm_target *ti,
+			     struct bio *bio)
+{
+	return bio_sectors(bio) > dmr_first_chunk_left(core, ti, bio);
+}
+
+/* The first and the last chunk of a bio. */
+static void dmr_bio_chunks(struct dmr_core *core, struct bio *bio,
+			   u32 *first, u32 *last)
+{
+	sector_t off = dmr_bio_offset(bio);
+
+	*first = off >> core->chunk_shift;
+	*last = (off + bio_sectors(bio) - 1) >> core->chunk_shift;
+}
+
+/* A run whose chunks active maps in consecutive slots goes there whole. */
+static bool dmr_run_mapped(struct dmr_core *core, struct bio *bio)
+{
+	u32 first, last, chunk, slot0, slot;
+
+	dmr_bio_chunks(core, bio, &first, &last);
+	if (!dmr_store_lookup(&core->active, first, &slot0))
+		return false;
+	for (chunk = first + 1; chunk <= last; chunk++)
+		if (!dmr_store_lookup(&core->active, chunk, &slot) ||
+		    slot != slot0 + (chunk - first))
+			return false;
+	dmr_remap_store(core, bio, &core->active, slot0);
+	return true;
+}
+
+/*
+ * Takes @chunk for @job when nobody holds it and it still needs a job: for
+ * the top, active does not map it; for the port, it needs a copy and no top
+ * read of the secondary device is in flight in its bucket.
+ */
+static bool dmr_try_claim(struct dmr_core *core, struct dmr_job *job,
+			  struct bio *bio, u32 chunk, bool port)
+{
+	struct dmr_bucket *b = dmr_bucket(core, chunk);
+	bool claimed = false;
+	u32 slot;
+
+	spin_lock_irq(&b->lock);
+	if (!dmr_busy_job(b, chunk) &&
+	    (port ? !dmr_port_needs_no_copy(core, chunk) && !b->readers :
+		    !dmr_store_lookup(&core->active, chunk, &slot))) {
+		job->rec.chunk = chunk;
+		job->bio = bio;
+		hlist_add_head(&job->cell, &b->busy);
+		claimed = true;
+	}
+	spin_unlock_irq(&b->lock);
+	return claimed;
+}
+
+static void dmr_run_abandon(struct dmr_job *job)
+{
+	struct dmr_job *next;
+
+	for (; job; job = next) {
+		next = job->run_next;
+		if (!hlist_unhashed(&job->cell))
+			dmr_job_release(job);
+		dmr_job_free(job);
+	}
+}
+
+/*
+ * Makes a job for every chunk of @bio and claims them all, then gives them
+ * consecutive slots of @st: the run's chunks.  Nothing here sleeps: the jobs
+ * come without waiting, or the bio takes the chunk by chunk path.
+ *
+ * Return: the run's first job, or NULL with nothing held.
+ */
+static struct dmr_job *dmr_run_claim(struct dmr_core *core, struct bio *bio,
+				     struct dmr_store *st, bool port)
+{
+	struct dmr_job *head = NULL, **tail = &head, *job;
+	u32 first, last, chunk, slot;
+
+	dmr_bio_chunks(core, bio, &first, &last);
+	if (last >= core->nr_chunks)
+		return NULL;
+	for (chunk = first; chunk <= last; chunk++) {
+		job = dmr_job_alloc(core, GFP_NOWAIT | __GFP_NOWARN);
+		if (!job)
+			goto abandon;
+		*tail = job;
+		tail = &job->run_next;
+		if (!dmr_try_claim(core, job, bio, chunk, port))
+			goto abandon;
+	}
+	if (dmr_store_alloc_slots(st, last - first + 1, &slot))
+		goto abandon;
+	dmr_check_low_water(core, st);
+
+	for (job = head; job; job = job->run_next) {
+		job->store = st;
+		job->rec.slot = slot++;
+		if (job != head)
+			job->run_head = head;
+	}
+	atomic_set(&head->run_left, last - first + 1);
+	return head;
+
+abandon:
+	dmr_run_abandon(head);
+	return NULL;
+}
+
+/*
+ * A top run of whole chunks that active does not map and nobody holds is
+ * written whole into consecutive slots.  Its chunks are mapped when it is in
+ * (dmr_done_work()), as a single full-chunk write's is.
+ */
+static bool dmr_run_new(struct dmr_core *core, struct bio *bio)
+{
+	sector_t off = dmr_bio_offset(bio), end = off + bio_sectors(bio);
+	sector_t mask = core->chunk_sectors - 1;
+	struct dmr_job *head;
+
+	if ((off & mask) || ((end & mask) && end != core->len))
+		return false;
+	head = dmr_run_claim(core, bio, &core->active, false);
+	if (!head)
+		return false;
+	dmr_pb(bio)->job = head;
+	dmr_remap_store(core, bio, &core->active, head->rec.slot);
+	return true;
+}
+
+/* Ends the count of a bio that leaves the target's hands unprocessed. */
+static void dmr_leave(struct dmr_core *core, struct bio *bio)
+{
+	dmr_pb(bio)->core = NULL;
+	dmr_inflight_put(core);
+}
+
+/* Counts @bio in flight when the gate is open; never parks it. */
+static bool dmr_try_enter(struct dmr_core *core, struct dm_target *ti,
+			  struct bio *bio, u8 flags)
+{
+	struct dmr_bio *pb = dmr_pb(bio);
+
+	memset(pb, 0, sizeof(*pb));
+	pb->ti = ti;
+	pb->flags = flags;
+	atomic_inc(&core->inflight);
+	/* Pairs with dmr_freeze(): it sees our count or we its gate. */
+	smp_mb__after_atomic();
+	if (likely(!READ_ONCE(core->frozen))) {
+		pb->core = core;
+		return true;
+	}
+	dmr_inflight_put(core);
+	return false;
+}
+
+/*
+ * Maps a top bio over several chunks whole, when it can: after a failover,
+ * when active maps all its chunks in a row, or when it writes whole chunks
+ * that are new to active.  Returns false, with the bio not counted in
+ * flight, for the caller to cut it at its first chunk's end: a bio that
+ * waits (for a chunk, a commit or a checkpoint) is always one chunk's.
+ */
+static bool dmr_top_map_run(struct dmr_core *core, struct dm_target *ti,
+			    struct bio *bio)
+{
+	enum dmr_state state;
+
+	if (bio_op(bio) != REQ_OP_READ && bio_op(bio) != REQ_OP_WRITE)
+		return false;
+	if (!dmr_try_enter(core, ti, bio, 0))
+		return false;
+	state = READ_ONCE(core->state);
+	if (state == DMR_STATE_DONE) {
+		dmr_remap_secondary(core, bio);
+		return true;
+	}
+	if (state == DMR_STATE_RUNNING &&
+	    (dmr_run_mapped(core, bio) ||
+	     (bio_op(bio) == REQ_OP_WRITE && dmr_run_new(core, bio))))
+		return true;
+	dmr_leave(core, bio);
+	return false;
+}
+
 /* ---- the port's data path -------------------------------------------------- */
+
+/*
+ * A port write over several chunks goes whole to the secondary device when
+ * none of its chunks needs a copy.  When all do, and none is held, one copy
+ * takes them into consecutive slots of hidden, their records are committed,
+ * and then the bio goes.  Otherwise it returns DMR_NO_RUN, with the bio not
+ * counted in flight, for the caller to cut it at its first chunk's end.
+ */
+#define DMR_NO_RUN	(-1)
+
+static int dmr_port_map_run(struct dmr_core *core, struct dm_target *ti,
+			    struct bio *bio)
+{
+	struct dmr_job *head;
+	u32 first, last, chunk;
+
+	if (!dmr_try_enter(core, ti, bio, DMR_PB_PORT))
+		return DMR_NO_RUN;
+	if (READ_ONCE(core->state) != DMR_STATE_RUNNING)
+		goto cut;
+	dmr_bio_chunks(core, bio, &first, &last);
+	for (chunk = first; chunk <= last; chunk++)
+		if (chunk >= core->nr_chunks ||
+		    !dmr_port_needs_no_copy(core, chunk))
+			break;
+	if (chunk > last) {
+		dmr_remap_secondary(core, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (chunk != first)
+		goto cut;
+	head = dmr_run_claim(core, bio, &core->hidden, true);
+	if (!head)
+		goto cut;
+	dmr_copy(core, head, core->secondary,
+		 (sector_t)first << core->chunk_shift, dmr_cow_copied);
+	return DM_MAPIO_SUBMITTED;
+cut:
+	dmr_leave(core, bio);
+	return DMR_NO_RUN;
+}
 
 static int dmr_port_write_new(struct dmr_core *core, struct bio *bio,
 			      u32 chunk)
@@ -1245,7 +1546,8 @@ static int dmr_end_io(struct dm_target *ti, struct bio *bio,
 	}
 	if (!(pb->flags & (DMR_PB_PORT | DMR_PB_COMMITTED)) && !*error &&
 	    bio_op(bio) == REQ_OP_WRITE && (bio->bi_opf & REQ_FUA) &&
-	    READ_ONCE(core->state) != DMR_STATE_DONE) {
+	    READ_ONCE(core->state) != DMR_STATE_DONE &&
+	    !dmr_active_clean(core, READ_ONCE(core->state))) {
 		dmr_wait_commit(core, bio);
 		return DM_ENDIO_INCOMPLETE;
 	}
@@ -1287,11 +1589,14 @@ int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st)
 	struct dmr_header h;
 
 	dmr_core_header(core, st, &h);
-	return dmr_write_header(core->io, st->bdev, &h);
+	return dmr_write_header(core->io, st->bdev, &h, true);
 }
 
-/* Writes a header that gives the session @state before the core takes it. */
-static int dmr_core_write_header_state(struct dmr_core *core,
+/*
+ * Writes the header of a new epoch, which gives the session @state before
+ * the core takes it.  It empties the store: no PREFLUSH.
+ */
+static int dmr_core_write_epoch_header(struct dmr_core *core,
 				       struct dmr_store *st,
 				       enum dmr_state state)
 {
@@ -1299,7 +1604,7 @@ static int dmr_core_write_header_state(struct dmr_core *core,
 
 	dmr_core_header(core, st, &h);
 	h.state = state;
-	return dmr_write_header(core->io, st->bdev, &h);
+	return dmr_write_header(core->io, st->bdev, &h, false);
 }
 
 /*
@@ -1593,7 +1898,7 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 
 	core->seq++;
 	core->epoch = core->epoch + 1 ? core->epoch + 1 : 1;
-	r = dmr_core_write_header_state(core, &core->hidden, state);
+	r = dmr_core_write_epoch_header(core, &core->hidden, state);
 	if (r) {
 		/* Not durable: keep the old epoch. */
 		core->seq = old_seq;
@@ -1618,7 +1923,7 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 	 * write gives; a load brings a lagging header up to date.  Written
 	 * after the thaw, it does not stall the top.
 	 */
-	r = dmr_core_write_header(core, &core->active);
+	r = dmr_core_write_epoch_header(core, &core->active, state);
 	if (r)
 		dmr_set_error(core, r);
 	if (state != old_state)
@@ -1969,9 +2274,11 @@ static int dmr_secondary_ctr(struct dm_target *ti, struct dm_arg_set *as)
 	if (r)
 		goto bad;
 
-	r = dm_set_target_max_io_len(ti, s->chunk_sectors);
+	/* Bios over several chunks are cut in map, unless they go whole. */
+	r = dm_set_target_max_io_len(ti, max_t(sector_t, s->chunk_sectors,
+					       DMR_RUN_SECTORS));
 	if (r) {
-		ti->error = "Cannot set the maximum I/O length to the chunk size";
+		ti->error = "Cannot set the maximum I/O length";
 		goto bad;
 	}
 
@@ -2074,6 +2381,11 @@ static int dmr_secondary_map(struct dm_target *ti, struct bio *bio)
 
 	if (unlikely(!core))
 		return DM_MAPIO_KILL;
+	if (dmr_spans_chunks(core, ti, bio)) {
+		if (dmr_top_map_run(core, ti, bio))
+			return DM_MAPIO_REMAPPED;
+		dm_accept_partial_bio(bio, dmr_first_chunk_left(core, ti, bio));
+	}
 	if (!dmr_start_bio(core, ti, bio, 0))
 		return DM_MAPIO_SUBMITTED;
 	return dmr_process(core, bio);
@@ -2431,14 +2743,16 @@ static int dmr_port_map(struct dm_target *ti, struct bio *bio)
 
 	rcu_read_lock();
 	core = rcu_dereference(p->session->core);
-	if (core && bio_op(bio) == REQ_OP_WRITE && bio_sectors(bio)) {
-		sector_t off = dm_target_offset(ti, bio->bi_iter.bi_sector);
-		sector_t left = core->chunk_sectors -
-				(off & (core->chunk_sectors - 1));
+	/* Its chunk size is the top's, whatever it was when the port came. */
+	if (core && bio_op(bio) == REQ_OP_WRITE &&
+	    dmr_spans_chunks(core, ti, bio)) {
+		int r = dmr_port_map_run(core, ti, bio);
 
-		/* The top may have been reloaded with another chunk size. */
-		if (bio_sectors(bio) > left)
-			dm_accept_partial_bio(bio, left);
+		if (r != DMR_NO_RUN) {
+			rcu_read_unlock();
+			return r;
+		}
+		dm_accept_partial_bio(bio, dmr_first_chunk_left(core, ti, bio));
 	}
 	if (core)
 		entered = dmr_start_bio(core, ti, bio, DMR_PB_PORT);

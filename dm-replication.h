@@ -232,6 +232,7 @@ bool dmr_record_live(const struct dmr_disk_record *r, u64 epoch,
 int dmr_store_init(struct dmr_store *st, const char *name, enum dmr_role role,
 		   const struct dmr_layout *layout);
 void dmr_store_exit(struct dmr_store *st);
+int dmr_store_alloc_slots(struct dmr_store *st, u32 n, u32 *first);
 int dmr_store_alloc_slot(struct dmr_store *st, u32 *slot);
 u32 dmr_store_used(struct dmr_store *st);
 bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot);
@@ -247,11 +248,12 @@ int dmr_store_open(struct dmr_store *st, struct block_device *bdev);
 void dmr_store_close(struct dmr_store *st);
 int dmr_store_load(struct dmr_store *st, u64 epoch, u64 nr_chunks,
 		   struct dmr_store *other, u32 *not_in_other, char **error);
+bool dmr_store_clean(struct dmr_store *st);
 struct llist_node *dmr_store_commit(struct dmr_store *st, int *err);
 int dmr_read_header_area(struct dm_io_client *io, struct block_device *bdev,
 			 void *area);
 int dmr_write_header(struct dm_io_client *io, struct block_device *bdev,
-		     const struct dmr_header *h);
+		     const struct dmr_header *h, bool flush_first);
 int dmr_cow_init(void);
 void dmr_cow_exit(void);
 

@@ -716,6 +716,47 @@ static void store_allocates_until_full(struct kunit *test)
 	dmr_store_exit(&st);
 }
 
+static void store_allocates_runs_whole_or_not_at_all(struct kunit *test)
+{
+	struct dmr_store st;
+	u32 first = 99;
+
+	store_init_for_test(test, &st, 10);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(&st, 4, &first), 0);
+	KUNIT_EXPECT_EQ(test, first, 0U);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(&st, &first), 0);
+	KUNIT_EXPECT_EQ(test, first, 4U);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(&st, 4, &first), 0);
+	KUNIT_EXPECT_EQ(test, first, 5U);
+	/* One slot left: a run of two takes nothing. */
+	first = 99;
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(&st, 2, &first), -ENOSPC);
+	KUNIT_EXPECT_EQ(test, first, 99U);
+	KUNIT_EXPECT_EQ(test, dmr_store_used(&st), 9U);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(&st, 1, &first), 0);
+	KUNIT_EXPECT_EQ(test, first, 9U);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(&st, 1, &first), -ENOSPC);
+	dmr_store_exit(&st);
+}
+
+static void store_is_clean_without_records_or_commit(struct kunit *test)
+{
+	struct dmr_pending p = { .chunk = 3, .slot = 0 };
+	struct dmr_store st;
+
+	store_init_for_test(test, &st, 10);
+	KUNIT_EXPECT_TRUE(test, dmr_store_clean(&st));
+	llist_add(&p.node, &st.pending);
+	KUNIT_EXPECT_FALSE(test, dmr_store_clean(&st));
+	/* A commit has taken the record and is writing it. */
+	mutex_lock(&st.commit_lock);
+	KUNIT_EXPECT_PTR_EQ(test, llist_del_all(&st.pending), &p.node);
+	KUNIT_EXPECT_FALSE(test, dmr_store_clean(&st));
+	mutex_unlock(&st.commit_lock);
+	KUNIT_EXPECT_TRUE(test, dmr_store_clean(&st));
+	dmr_store_exit(&st);
+}
+
 static void store_maps_chunks(struct kunit *test)
 {
 	struct dmr_store st;
@@ -983,6 +1024,8 @@ static struct kunit_case dmr_commit_cases[] = {
 
 static struct kunit_case dmr_store_cases[] = {
 	KUNIT_CASE(store_allocates_until_full),
+	KUNIT_CASE(store_allocates_runs_whole_or_not_at_all),
+	KUNIT_CASE(store_is_clean_without_records_or_commit),
 	KUNIT_CASE(store_maps_chunks),
 	KUNIT_CASE(store_reset_empties_everything),
 	{}
