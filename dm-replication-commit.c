@@ -704,7 +704,8 @@ int dmr_commit_load(struct dmr_core *core)
  * @core: the session's loaded state, in state running or failover_failed;
  *        the caller holds its state_lock
  *
- * Drains the top and the port, commits active and writes state failover
+ * Commits active, drains the top and the port, commits active's remainder
+ * and writes state failover
  * into hidden's header (the commit point), lets I/O go, writes active's
  * header, plans the merge and starts it.  From then on the port refuses
  * writes.
@@ -719,6 +720,14 @@ int dmr_commit_start(struct dmr_core *core)
 	u64 old_seq = core->seq;
 	int r;
 
+	dmr_wait_active_header(core);
+	/*
+	 * Commit active's records before closing the gate, so that the commit
+	 * inside the freeze has only those of the writes that came meanwhile.
+	 */
+	r = dmr_active_commit(core);
+	if (r)
+		return r;
 	dmr_freeze(core);
 	r = dmr_active_commit(core);
 	if (r) {

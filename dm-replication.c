@@ -1592,6 +1592,30 @@ int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st)
 	return dmr_write_header(core->io, st->bdev, &h, true);
 }
 
+static void dmr_active_header_work(struct work_struct *w)
+{
+	struct dmr_core *core = container_of(w, struct dmr_core,
+					     active_header_work);
+	int r;
+
+	r = dmr_write_header(core->io, core->active.bdev, &core->active_header,
+			     false);
+	if (r)
+		dmr_set_error(core, r);
+}
+
+/**
+ * dmr_wait_active_header() - wait for a new epoch's header of active
+ * @core: the session's loaded state
+ *
+ * Called before the session's generation changes again, so that active's
+ * header writes land in order.
+ */
+void dmr_wait_active_header(struct dmr_core *core)
+{
+	flush_work(&core->active_header_work);
+}
+
 /*
  * Writes the header of a new epoch, which gives the session @state before
  * the core takes it.  It empties the store: no PREFLUSH.
@@ -1707,6 +1731,7 @@ static struct dmr_core *dmr_core_alloc(struct dmr_secondary *s)
 	INIT_WORK(&core->active_commit_work, dmr_active_commit_work);
 	INIT_WORK(&core->hidden_commit_work, dmr_hidden_commit_work);
 	INIT_WORK(&core->done_work, dmr_done_work);
+	INIT_WORK(&core->active_header_work, dmr_active_header_work);
 	INIT_WORK(&core->event_work, dmr_event_work);
 	INIT_DELAYED_WORK(&core->periodic_work, dmr_periodic_work);
 	dmr_merge_init(core);
@@ -1864,10 +1889,12 @@ static void dmr_core_unload(struct dmr_core *core)
  *
  * A checkpoint, stop, or the end of a failover: drain the top and the port,
  * flush the secondary device, write hidden's header with FUA, empty the
- * maps, let the parked bios go, write active's header.  Hidden's write is
- * the commit point: on load the newer generation wins.
+ * maps, let the parked bios go; a worker then writes active's header.
+ * Hidden's write is the commit point: on load the newer generation wins, and
+ * a lagging active header is brought up to it.
  *
  * Return: 0, or a negative errno; before the commit point nothing changed.
+ * A failed write of active's header is recorded as a replication error.
  */
 int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 {
@@ -1882,6 +1909,7 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 	if (r)
 		return r;
 
+	dmr_wait_active_header(core);
 	dmr_freeze(core);
 
 	/*
@@ -1916,19 +1944,18 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 	core->nr_checkpoints++;
 	/* Status shows the new state only with the stores emptied. */
 	WRITE_ONCE(core->state, state);
+	dmr_core_header(core, &core->active, &core->active_header);
 	dmr_thaw(core);
 
 	/*
 	 * Durable from the hidden header on, whatever the active store's
 	 * write gives; a load brings a lagging header up to date.  Written
-	 * after the thaw, it does not stall the top.
+	 * by a worker, it stalls neither the top nor the message.
 	 */
-	r = dmr_core_write_epoch_header(core, &core->active, state);
-	if (r)
-		dmr_set_error(core, r);
+	queue_work(core->wq, &core->active_header_work);
 	if (state != old_state)
 		dmr_raise_event(core);
-	return r;
+	return 0;
 }
 
 /* ---------------------------------------------------------------------------

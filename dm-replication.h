@@ -359,6 +359,9 @@ struct dmr_core {
 	struct work_struct defer_work;
 	struct work_struct active_commit_work;
 	struct work_struct hidden_commit_work;
+	/* A new epoch's header for active, written after the epoch returns. */
+	struct dmr_header active_header;
+	struct work_struct active_header_work;
 	struct delayed_work periodic_work;
 	struct llist_head done_jobs;
 	struct work_struct done_work;
@@ -445,6 +448,7 @@ void dmr_thaw(struct dmr_core *core);
 int dmr_active_commit(struct dmr_core *core);
 int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st);
 int dmr_new_epoch(struct dmr_core *core, enum dmr_state state);
+void dmr_wait_active_header(struct dmr_core *core);
 void dmr_set_error(struct dmr_core *core, int err);
 void dmr_raise_event(struct dmr_core *core);
 void dmr_defer_bios(struct dmr_core *core, struct bio_list *bios);
