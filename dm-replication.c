@@ -43,6 +43,7 @@ struct dmr_mode_ops {
 	int (*message)(struct dm_target *ti, unsigned int argc, char **argv);
 	int (*iterate_devices)(struct dm_target *ti,
 			       iterate_devices_callout_fn fn, void *data);
+	void (*io_hints)(struct dm_target *ti, struct queue_limits *limits);
 	int (*end_io)(struct dm_target *ti, struct bio *bio,
 		      blk_status_t *error);
 	int (*preresume)(struct dm_target *ti);
@@ -2541,6 +2542,22 @@ static int dmr_secondary_iterate_devices(struct dm_target *ti,
 	return r;
 }
 
+/*
+ * dm cuts a bio at the queue's max_sectors as well as at max_io_len: make it
+ * a multiple of the chunk, or a long write would reach map() in pieces that
+ * start mid-chunk and could never go whole as a run.
+ */
+static void dmr_secondary_io_hints(struct dm_target *ti,
+				   struct queue_limits *limits)
+{
+	unsigned int chunk = to_secondary(ti)->chunk_sectors;
+
+	if (limits->max_hw_sectors >= chunk)
+		limits->max_hw_sectors = rounddown(limits->max_hw_sectors, chunk);
+	if (limits->max_sectors >= chunk)
+		limits->max_sectors = rounddown(limits->max_sectors, chunk);
+}
+
 static const struct dmr_mode_ops dmr_secondary_ops = {
 	.name = "secondary",
 	.ctr = dmr_secondary_ctr,
@@ -2553,6 +2570,7 @@ static const struct dmr_mode_ops dmr_secondary_ops = {
 	.status_table = dmr_secondary_status_table,
 	.message = dmr_secondary_message,
 	.iterate_devices = dmr_secondary_iterate_devices,
+	.io_hints = dmr_secondary_io_hints,
 };
 
 /* ---------------------------------------------------------------------------
@@ -2935,6 +2953,15 @@ static int replication_iterate_devices(struct dm_target *ti,
 	return dmr_ops(ti)->iterate_devices(ti, fn, data);
 }
 
+static void replication_io_hints(struct dm_target *ti,
+				 struct queue_limits *limits)
+{
+	const struct dmr_mode_ops *ops = dmr_ops(ti);
+
+	if (ops->io_hints)
+		ops->io_hints(ti, limits);
+}
+
 static struct target_type replication_target = {
 	.name = "replication",
 	.version = { 0, 3, 0 },
@@ -2948,6 +2975,7 @@ static struct target_type replication_target = {
 	.status = replication_status,
 	.message = replication_message,
 	.iterate_devices = replication_iterate_devices,
+	.io_hints = replication_io_hints,
 };
 
 static int __init dm_replication_init(void)
