@@ -476,6 +476,20 @@ static void dmr_inflight_put(struct dmr_core *core)
 		wake_up(&core->drain_wait);
 }
 
+/* Counts @bio in flight when the gate is open; never parks it. */
+static bool dmr_pass_gate(struct dmr_core *core, struct bio *bio)
+{
+	atomic_inc(&core->inflight);
+	/* Pairs with dmr_freeze(): it sees our count or we its gate. */
+	smp_mb__after_atomic();
+	if (likely(!READ_ONCE(core->frozen))) {
+		dmr_pb(bio)->core = core;
+		return true;
+	}
+	dmr_inflight_put(core);
+	return false;
+}
+
 /*
  * Counts @bio in flight, or parks it while a checkpoint drains.  Returns
  * false when parked: the bio is re-entered when the gate opens.
@@ -483,14 +497,8 @@ static void dmr_inflight_put(struct dmr_core *core)
 static bool dmr_enter(struct dmr_core *core, struct bio *bio)
 {
 	for (;;) {
-		atomic_inc(&core->inflight);
-		/* Pairs with dmr_freeze(): it sees our count or we its gate. */
-		smp_mb__after_atomic();
-		if (likely(!READ_ONCE(core->frozen))) {
-			dmr_pb(bio)->core = core;
+		if (likely(dmr_pass_gate(core, bio)))
 			return true;
-		}
-		dmr_inflight_put(core);
 
 		spin_lock_irq(&core->lock);
 		if (core->frozen) {
@@ -1344,24 +1352,22 @@ static void dmr_leave(struct dmr_core *core, struct bio *bio)
 	dmr_inflight_put(core);
 }
 
-/* Counts @bio in flight when the gate is open; never parks it. */
-static bool dmr_try_enter(struct dmr_core *core, struct dm_target *ti,
-			  struct bio *bio, u8 flags)
+/* Sets up a new bio's per-bio data. */
+static void dmr_init_pb(struct dm_target *ti, struct bio *bio, u8 flags)
 {
 	struct dmr_bio *pb = dmr_pb(bio);
 
 	memset(pb, 0, sizeof(*pb));
 	pb->ti = ti;
 	pb->flags = flags;
-	atomic_inc(&core->inflight);
-	/* Pairs with dmr_freeze(): it sees our count or we its gate. */
-	smp_mb__after_atomic();
-	if (likely(!READ_ONCE(core->frozen))) {
-		pb->core = core;
-		return true;
-	}
-	dmr_inflight_put(core);
-	return false;
+}
+
+/* Sets up a new bio and counts it in flight when the gate is open. */
+static bool dmr_try_enter(struct dmr_core *core, struct dm_target *ti,
+			  struct bio *bio, u8 flags)
+{
+	dmr_init_pb(ti, bio, flags);
+	return dmr_pass_gate(core, bio);
 }
 
 /*
@@ -1523,11 +1529,7 @@ static void dmr_defer_work(struct work_struct *w)
 static bool dmr_start_bio(struct dmr_core *core, struct dm_target *ti,
 			  struct bio *bio, u8 flags)
 {
-	struct dmr_bio *pb = dmr_pb(bio);
-
-	memset(pb, 0, sizeof(*pb));
-	pb->ti = ti;
-	pb->flags = flags;
+	dmr_init_pb(ti, bio, flags);
 	return dmr_enter(core, bio);
 }
 
