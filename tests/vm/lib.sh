@@ -138,3 +138,58 @@ expect_msg_error() {
 		not_ok "message '$msg' to $dev: expected '$want' in the log, got: $log"
 	fi
 }
+
+# ---- power cuts: one disk under all three devices --------------------------
+#
+# crash_disk DEV: "crashdisk", a dm-linear over DEV, and the slices rsec, rhid
+# and ract over it (lengths from SEC_LEN and STORE_LEN; DISK_LEN is their
+# sum; CD is /dev/mapper/crashdisk).  arm_cut loads dm-flakey drop_writes
+# into crashdisk, for a resume to cut the power; revive_disk makes it linear
+# again (the "reboot").
+crash_disk() {
+	local b=$1
+	linear_table="0 $DISK_LEN linear $b 0"
+	flakey_table="0 $DISK_LEN flakey $b 0 0 3600 1 drop_writes"
+	dm_remove_all
+	dmsetup create crashdisk --table "$linear_table" || die "cannot create crashdisk"
+	dmsetup create rsec --table "0 $SEC_LEN linear $CD 0" &&
+		dmsetup create rhid --table "0 $STORE_LEN linear $CD $SEC_LEN" &&
+		dmsetup create ract --table "0 $STORE_LEN linear $CD $((SEC_LEN + STORE_LEN))" ||
+		die "cannot create the slices"
+	echo "# disk: $b (write cache: $(cat /sys/block/${b#/dev/}/queue/write_cache))"
+}
+
+arm_cut() { dmsetup load crashdisk --table "$flakey_table"; }
+revive_disk() { dmsetup load crashdisk --table "$linear_table" && dmsetup resume crashdisk; }
+
+# field DEV N: the Nth field of a replication target's status (1: the state).
+field() { dmsetup status "$1" | awk -v n="$2" '{print $(n + 4)}'; }
+
+# ---- differential runs (tests/vm/differential.py) --------------------------
+
+# blank_session B: remove top and port, and blank the stores /dev/mapper/Bhid
+# and /dev/mapper/Bact, for a new session.
+blank_session() {
+	local b=$1 d
+	for d in port top; do
+		dmsetup info "$d" >/dev/null 2>&1 && dmsetup remove "$d"
+	done
+	for d in hid act; do
+		dd if=/dev/zero of=/dev/mapper/$b$d bs=4096 count=1 oflag=direct \
+			status=none || die "cannot zero /dev/mapper/$b$d"
+	done
+}
+
+# diff_verdict SEED RC WHAT START: differential.py's result (its output is in
+# $TMPDIR/seed$SEED, its exit status RC, it began at $SECONDS = START) as one
+# ok or not_ok line about WHAT.
+diff_verdict() {
+	local seed=$1 rc=$2 what=$3 start=$4 line
+	cat "$TMPDIR/seed$seed"
+	line=$(grep "^seed $seed: " "$TMPDIR/seed$seed" | head -n 1)
+	if [ "$rc" -eq 0 ] && [[ $line == *": 0 mismatches" ]]; then
+		ok "$what: agree with the model ($((SECONDS - start))s)"
+	else
+		not_ok "$what: exit $rc: ${line:-no result line}"
+	fi
+}

@@ -25,7 +25,6 @@ put512() { head -c $(($4 * 512)) /dev/zero | tr '\0' "\\$(printf '%03o' "$3")" |
 # get DEV OFFSET_SECTORS COUNT_SECTORS: sha of what a direct read returns
 get() { dd if="$1" bs=512 skip="$2" count="$3" iflag=direct status=none | sha1sum | cut -c1-40; }
 expect() { pattern "$1" "${2:-1}" | sha1sum | cut -c1-40; }
-field() { dmsetup status "$1" | awk -v n="$2" '{print $(n + 4)}'; }
 
 # The secondary device starts as 0x11 everywhere; both stores are blank.
 pattern 17 $((S / 8)) | dd of=$SEC bs=1M oflag=direct status=none

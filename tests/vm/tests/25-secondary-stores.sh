@@ -16,7 +16,6 @@ fill() { head -c $(($2 * 4096)) /dev/zero | tr '\0' "\\$(printf '%03o' "$1")"; }
 put() { fill "$3" 1 | dd of="$1" bs=4096 seek="$2" oflag=direct conv=notrunc status=none; }
 get() { dd if="$1" bs=4096 skip="$2" count=1 iflag=direct status=none | sha1sum | cut -c1-40; }
 want() { fill "$1" 1 | sha1sum | cut -c1-40; }
-field() { dmsetup status "$1" | awk -v n="$2" '{print $(n + 4)}'; }
 head4k() { dd if="$1" bs=4096 count=1 status=none | sha1sum | cut -c1-40; }
 blank() { dd if=/dev/zero of="$1" bs=4096 count=1 oflag=direct status=none; }
 top_table() { echo "0 ${3:-$S} replication secondary $SEC $1 $2 ${4:-8}${5:+ $5}"; }

@@ -58,29 +58,16 @@ echo "# write cache: brd $(cat /sys/block/ram0/queue/write_cache)," \
 
 # run_seed SEED OPS CHUNK [differential.py options...]
 run_seed() {
-	local seed=$1 ops=$2 chunk=$3 b=ram rc start line d
+	local seed=$1 ops=$2 chunk=$3 b=ram rc start
 	shift 3
 	[[ $VIRTIO_SEEDS == *" $seed "* ]] && b=vd
-	for d in port top; do
-		dmsetup info "$d" >/dev/null 2>&1 && dmsetup remove "$d"
-	done
-	# A new session: both stores blank.
-	for d in hid act; do
-		dd if=/dev/zero of=/dev/mapper/$b$d bs=4096 count=1 oflag=direct \
-			status=none || die "cannot zero /dev/mapper/$b$d"
-	done
+	blank_session $b
 	start=$SECONDS
 	python3 "$DIFF" "$seed" "$ops" "$chunk" --secondary /dev/mapper/${b}sec \
 		--hidden /dev/mapper/${b}hid --active /dev/mapper/${b}act "$@" \
 		>"$TMPDIR/seed$seed" 2>&1
 	rc=$?
-	cat "$TMPDIR/seed$seed"
-	line=$(grep "^seed $seed: " "$TMPDIR/seed$seed" | head -n 1)
-	if [ $rc -eq 0 ] && [[ $line == *": 0 mismatches" ]]; then
-		ok "seed $seed, chunk $chunk, $b: $ops ops agree with the model ($((SECONDS - start))s)"
-	else
-		not_ok "seed $seed, chunk $chunk, $b: exit $rc: ${line:-no result line}"
-	fi
+	diff_verdict "$seed" $rc "seed $seed, chunk $chunk, $b: $ops ops" $start
 }
 
 for seed in $SEEDS; do

@@ -43,35 +43,16 @@ trap 'dm_remove_all' EXIT
 modprobe dm-flakey 2>/dev/null
 dmsetup targets | grep -q '^flakey' || { echo "# no dm-flakey"; exit 77; }
 
-# disk DEV: crashdisk over DEV, and the three slices over crashdisk.
-disk() {
-	B=$1
-	linear_table="0 $DISK_LEN linear $B 0"
-	flakey_table="0 $DISK_LEN flakey $B 0 0 3600 1 drop_writes"
-	dm_remove_all
-	dmsetup create crashdisk --table "$linear_table" || die "cannot create crashdisk"
-	dmsetup create rsec --table "0 $SEC_LEN linear $CD 0" &&
-		dmsetup create rhid --table "0 $STORE_LEN linear $CD $SEC_LEN" &&
-		dmsetup create ract --table "0 $STORE_LEN linear $CD $((SEC_LEN + STORE_LEN))" ||
-		die "cannot create the slices"
-	echo "# disk: $B (write cache: $(cat /sys/block/${B#/dev/}/queue/write_cache))"
-}
-
-field() { dmsetup status "$1" | awk -v n="$2" '{print $(n + 4)}'; }
-
 load_top() {
 	dmsetup create top --table "0 $SEC_LEN replication secondary $SEC $HID $ACT $CHUNK" ||
 		return 1
 	dmsetup create port --table "0 $SEC_LEN replication port $SEC"
 }
 
-# The power cut is prepared before the workload: crash.py only resumes.
-arm_cut() { dmsetup load crashdisk --table "$flakey_table"; }
-
 # crash: tear down what runs on the dead disk, and "reboot" it.
 reboot() {
 	dmsetup remove port && dmsetup remove top || return 1
-	dmsetup load crashdisk --table "$linear_table" && dmsetup resume crashdisk
+	revive_disk
 }
 
 new_session() {
@@ -112,7 +93,7 @@ round() {
 	fi
 }
 
-disk ${DISKS%% *}
+crash_disk ${DISKS%% *}
 new_session 8
 round 1 random
 round 2 random 0.003
@@ -130,7 +111,7 @@ round 10 ckpt-cut
 # Stores without a volatile write cache (brd): a flush of the top must still
 # commit the stores' metadata.
 ram_disks 1 $((DISK_LEN / 2048))
-disk /dev/ram0
+crash_disk /dev/ram0
 new_session 8
 round 11 random
 round 12 nockpt

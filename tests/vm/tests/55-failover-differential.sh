@@ -62,21 +62,14 @@ echo "# write cache: brd $(cat /sys/block/ram0/queue/write_cache)," \
 
 # run_seed BACKEND SEED:CHUNK:COMMIT_DEPTH[:short]
 run_seed() {
-	local b=$1 seed chunk depth short rc start line d
+	local b=$1 seed chunk depth short rc start
 	IFS=: read -r seed chunk depth short <<<"$2"
 	local opt=()
 	[ -n "$short" ] && opt=(--top-len "$((SEC_SECTORS - 72))" --port-len "$SEC_SECTORS")
-	for d in port top; do
-		dmsetup info "$d" >/dev/null 2>&1 && dmsetup remove "$d"
-	done
 	# A seed that failed may have left dm-delay under the secondary.
 	dmsetup reload ${b}sec --table "${LINEAR[$b]}" && dmsetup resume ${b}sec ||
 		die "cannot restore ${b}sec"
-	# A new session: both stores blank.
-	for d in hid act; do
-		dd if=/dev/zero of=/dev/mapper/$b$d bs=4096 count=1 oflag=direct \
-			status=none || die "cannot zero /dev/mapper/$b$d"
-	done
+	blank_session $b
 	start=$SECONDS
 	python3 "$DIFF" "$seed" "$OPS" "$chunk" --secondary /dev/mapper/${b}sec \
 		--hidden /dev/mapper/${b}hid --active /dev/mapper/${b}act \
@@ -85,13 +78,7 @@ run_seed() {
 		--model-bug "$MODEL_BUG" "${opt[@]}" \
 		>"$TMPDIR/seed$seed" 2>&1
 	rc=$?
-	cat "$TMPDIR/seed$seed"
-	line=$(grep "^seed $seed: " "$TMPDIR/seed$seed" | head -n 1)
-	if [ $rc -eq 0 ] && [[ $line == *": 0 mismatches" ]]; then
-		ok "seed $seed, chunk $chunk${short:+ (short top)}, commit_depth $depth, $b: $OPS ops, failover, agree with the model ($((SECONDS - start))s)"
-	else
-		not_ok "seed $seed, chunk $chunk${short:+ (short top)}, commit_depth $depth, $b: exit $rc: ${line:-no result line}"
-	fi
+	diff_verdict "$seed" $rc "seed $seed, chunk $chunk${short:+ (short top)}, commit_depth $depth, $b: $OPS ops, failover" $start
 }
 
 for s in $SEEDS_BRD; do

@@ -50,27 +50,12 @@ dmsetup targets | grep -q '^flakey' || { echo "# no dm-flakey"; exit 77; }
 dmsetup targets | grep -q '^delay' || { echo "# no dm-delay"; exit 77; }
 echo "# seed base $SEED (rerun: FOCRASH_SEED=$SEED)"
 
-disk() {
-	B=$1
-	linear_table="0 $DISK_LEN linear $B 0"
-	flakey_table="0 $DISK_LEN flakey $B 0 0 3600 1 drop_writes"
-	dm_remove_all
-	dmsetup create crashdisk --table "$linear_table" || die "cannot create crashdisk"
-	dmsetup create rsec --table "0 $SEC_LEN linear $CD 0" &&
-		dmsetup create rhid --table "0 $STORE_LEN linear $CD $SEC_LEN" &&
-		dmsetup create ract --table "0 $STORE_LEN linear $CD $((SEC_LEN + STORE_LEN))" ||
-		die "cannot create the slices"
-	echo "# disk: $B (write cache: $(cat /sys/block/${B#/dev/}/queue/write_cache))"
-}
-
-field() { dmsetup status "$1" | awk -v n="$2" '{print $(n + 4)}'; }
 top_table() { echo "0 $SEC_LEN replication secondary $SEC $HID $ACT $CHUNK"; }
-arm_cut() { dmsetup load crashdisk --table "$flakey_table"; }
 
 reboot() {
 	if dmsetup info port >/dev/null 2>&1; then dmsetup remove port || return 1; fi
 	dmsetup remove top || return 1
-	dmsetup load crashdisk --table "$linear_table" && dmsetup resume crashdisk
+	revive_disk
 }
 
 new_session() {
@@ -206,7 +191,7 @@ round() {
 	fi
 }
 
-disk ${DISKS%% *}
+crash_disk ${DISKS%% *}
 if [ -n "${FOCRASH_ROUNDS:-}" ]; then
 	# From a wrapper test: "MODE:CHUNK[:double] ..." on the virtio disk.
 	n=0
@@ -231,7 +216,7 @@ round 8 end 64
 # Stores without a volatile write cache (brd).  (Too fast there for a
 # second cut during a resumed merge.)
 ram_disks 1 $((DISK_LEN / 2048))
-disk /dev/ram0
+crash_disk /dev/ram0
 round 9 random 8
 round 10 done 64
 
