@@ -434,7 +434,7 @@ static void dmr_merge_work(struct work_struct *w)
 	struct dmr_core *core = container_of(m, struct dmr_core, merge);
 	struct dmr_extent *ext;
 
-	if (READ_ONCE(core->state) != DMR_STATE_FAILOVER)
+	if (READ_ONCE(core->state) != DMR_STATE_FAILOVER || dmr_failed(core))
 		return;
 	for (;;) {
 		if (m->blocked && dmr_merge_stopped(m)) {
@@ -484,8 +484,10 @@ static int dmr_write_cursor(struct dmr_core *core, u64 cursor)
 	int r;
 
 	r = blkdev_issue_flush(core->secondary);
-	if (r)
+	if (r) {
+		dmr_fail(core, r, "flush of the secondary device");
 		return r;
+	}
 	mutex_lock(&core->state_lock);
 	core->seq++;
 	m->cursor = cursor;
@@ -493,6 +495,7 @@ static int dmr_write_cursor(struct dmr_core *core, u64 cursor)
 	if (r) {
 		core->seq--;
 		m->cursor = m->durable;
+		dmr_fail(core, r, "write of the failover's cursor");
 	}
 	mutex_unlock(&core->state_lock);
 	return r;
@@ -517,6 +520,8 @@ static void dmr_merge_failed(struct dmr_core *core, int err)
 	r = dmr_core_write_header(core, &core->hidden);
 	if (!r)
 		r = dmr_core_write_header(core, &core->active);
+	if (r)
+		dmr_fail(core, r, "write of the failover_failed state");
 	mutex_unlock(&core->state_lock);
 
 	dmr_release_waiters(core);
@@ -577,6 +582,11 @@ static void dmr_cursor_work(struct work_struct *w)
 
 	if (READ_ONCE(core->state) != DMR_STATE_FAILOVER)
 		return;
+	if (dmr_failed(core)) {
+		/* No cursor moves again: the waiting writes fail. */
+		dmr_release_waiters(core);
+		return;
+	}
 
 	spin_lock_irq(&m->lock);
 	cursor = dmr_merge_cursor(&m->extents, m->started, &nr, &nr_ext);
@@ -588,19 +598,20 @@ static void dmr_cursor_work(struct work_struct *w)
 	if (cursor > m->durable && (due || err)) {
 		r = dmr_write_cursor(core, cursor);
 		if (r) {
-			dmr_merge_fail(core, r);
-		} else {
-			/* Writes to the chunks below may go in place now. */
-			spin_lock_irq(&m->lock);
-			m->durable = cursor;
-			m->nr_durable += nr;
-			for (i = 0; i < nr_ext; i++)
-				list_move_tail(m->extents.next, &passed);
-			spin_unlock_irq(&m->lock);
-			dmr_free_extents(&passed);
-			m->since = jiffies;
+			/* The session failed: the merge stays where it is. */
 			dmr_release_waiters(core);
+			return;
 		}
+		/* Writes to the chunks below may go in place now. */
+		spin_lock_irq(&m->lock);
+		m->durable = cursor;
+		m->nr_durable += nr;
+		for (i = 0; i < nr_ext; i++)
+			list_move_tail(m->extents.next, &passed);
+		spin_unlock_irq(&m->lock);
+		dmr_free_extents(&passed);
+		m->since = jiffies;
+		dmr_release_waiters(core);
 	}
 
 	spin_lock_irq(&m->lock);
@@ -740,6 +751,7 @@ int dmr_commit_start(struct dmr_core *core)
 	if (r) {
 		core->seq = old_seq;
 		WRITE_ONCE(core->state, old_state);
+		dmr_fail(core, r, "write of hidden's header");
 		dmr_thaw(core);
 		return r;
 	}
@@ -752,8 +764,10 @@ int dmr_commit_start(struct dmr_core *core)
 	dmr_thaw(core);
 	dmr_raise_event(core);
 	r = dmr_core_write_header(core, &core->active);
-	if (r)
-		dmr_set_error(core, r);
+	if (r) {
+		dmr_fail(core, r, "write of active's header");
+		return r;
+	}
 
 	m->start = jiffies;
 	m->since = jiffies;
@@ -884,6 +898,9 @@ enum dmr_route dmr_commit_route_write(struct dmr_core *core, struct bio *bio,
 	spin_lock(&m->lock);
 	route = dmr_route_write(READ_ONCE(core->state), chunk, m->durable,
 				m->started, in_active, in_hidden);
+	/* dmr_fail() then releases the waiters: they are routed again. */
+	if (route == DMR_ROUTE_WAIT && dmr_failed(core))
+		route = DMR_ROUTE_FAIL;
 	if (route == DMR_ROUTE_WAIT)
 		bio_list_add(&m->waiters, bio);
 	else if (route == DMR_ROUTE_ACTIVE || route == DMR_ROUTE_HIDDEN)

@@ -763,6 +763,56 @@ int dmr_write_header(struct dm_io_client *io, struct block_device *bdev,
 	return r;
 }
 
+/* Metadata block b of the area is bufio block 1 + b (block 0 is headers). */
+static sector_t dmr_meta_block(u64 b)
+{
+	return (DMR_HEADER_SECTORS / DMR_META_BLOCK_SECTORS) + b;
+}
+
+static int dmr_bufio_write_record(struct dmr_store *st, u64 epoch,
+				  const struct dmr_pending *p)
+{
+	u64 b = p->slot / DMR_RECORDS_PER_BLOCK;
+	struct dmr_disk_record *rec;
+	struct dm_buffer *buf;
+
+	if (st->block_epoch[b] != epoch) {
+		/* The block holds only dead records: start it afresh. */
+		rec = dm_bufio_new(st->bufio, dmr_meta_block(b), &buf);
+		if (!IS_ERR(rec)) {
+			memset(rec, 0, DMR_META_BLOCK_SIZE);
+			st->block_epoch[b] = epoch;
+		}
+	} else {
+		rec = dm_bufio_read(st->bufio, dmr_meta_block(b), &buf);
+	}
+	if (IS_ERR(rec))
+		return PTR_ERR(rec);
+
+	rec += p->slot % DMR_RECORDS_PER_BLOCK;
+	rec->chunk = cpu_to_le64(p->chunk);
+	rec->epoch = cpu_to_le64(epoch);
+	dm_bufio_mark_buffer_dirty(buf);
+	dm_bufio_release(buf);
+	return 0;
+}
+
+static int dmr_bufio_flush(struct dmr_store *st)
+{
+	return dm_bufio_issue_flush(st->bufio);
+}
+
+static int dmr_bufio_write_dirty(struct dmr_store *st)
+{
+	return dm_bufio_write_dirty_buffers(st->bufio);
+}
+
+static const struct dmr_store_io dmr_bufio_io = {
+	.flush = dmr_bufio_flush,
+	.write_record = dmr_bufio_write_record,
+	.write_dirty = dmr_bufio_write_dirty,
+};
+
 /**
  * dmr_store_open() - attach a store to its device
  * @st: the store, initialised
@@ -780,6 +830,7 @@ int dmr_store_open(struct dmr_store *st, struct block_device *bdev)
 		return PTR_ERR(c);
 	st->bdev = bdev;
 	st->bufio = c;
+	st->io = &dmr_bufio_io;
 	return 0;
 }
 
@@ -793,12 +844,6 @@ void dmr_store_close(struct dmr_store *st)
 		dm_bufio_client_destroy(st->bufio);
 	st->bufio = NULL;
 	st->bdev = NULL;
-}
-
-/* Metadata block b of the area is bufio block 1 + b (block 0 is headers). */
-static sector_t dmr_meta_block(u64 b)
-{
-	return (DMR_HEADER_SECTORS / DMR_META_BLOCK_SECTORS) + b;
 }
 
 static int dmr_store_load_block(struct dmr_store *st, u64 b, u64 epoch,
@@ -885,39 +930,12 @@ int dmr_store_load(struct dmr_store *st, u64 epoch, u64 nr_chunks,
 	return 0;
 }
 
-static int dmr_store_write_record(struct dmr_store *st, u64 epoch,
-				  const struct dmr_pending *p)
-{
-	u64 b = p->slot / DMR_RECORDS_PER_BLOCK;
-	struct dmr_disk_record *rec;
-	struct dm_buffer *buf;
-
-	if (st->block_epoch[b] != epoch) {
-		/* The block holds only dead records: start it afresh. */
-		rec = dm_bufio_new(st->bufio, dmr_meta_block(b), &buf);
-		if (!IS_ERR(rec)) {
-			memset(rec, 0, DMR_META_BLOCK_SIZE);
-			st->block_epoch[b] = epoch;
-		}
-	} else {
-		rec = dm_bufio_read(st->bufio, dmr_meta_block(b), &buf);
-	}
-	if (IS_ERR(rec))
-		return PTR_ERR(rec);
-
-	rec += p->slot % DMR_RECORDS_PER_BLOCK;
-	rec->chunk = cpu_to_le64(p->chunk);
-	rec->epoch = cpu_to_le64(epoch);
-	dm_bufio_mark_buffer_dirty(buf);
-	dm_bufio_release(buf);
-	return 0;
-}
-
 /**
  * dmr_store_clean() - are all the store's records durable?
  * @st: the store
  *
- * True when no record waits for a commit and no commit is writing one.  A
+ * True when no record waits for a commit, no commit is writing one, and no
+ * commit ever failed.  A
  * bio that completed before the call had its record queued (or committed)
  * before it completed, so a FLUSH that finds the store clean needs only the
  * store device's own flush.
@@ -926,7 +944,7 @@ static int dmr_store_write_record(struct dmr_store *st, u64 epoch,
  */
 bool dmr_store_clean(struct dmr_store *st)
 {
-	if (!llist_empty(&st->pending))
+	if (READ_ONCE(st->failed) || !llist_empty(&st->pending))
 		return false;
 	/*
 	 * A commit takes the list under its lock, and llist_del_all() is a
@@ -938,42 +956,68 @@ bool dmr_store_clean(struct dmr_store *st)
 }
 
 /**
+ * dmr_store_failed() - has a commit of the store failed?
+ * @st: the store
+ *
+ * Return: true once a commit failed: its records may or may not be on disk.
+ */
+bool dmr_store_failed(struct dmr_store *st)
+{
+	return READ_ONCE(st->failed);
+}
+
+/**
  * dmr_store_commit() - make the store's pending records durable
  * @st: the store, open
  * @err: set to 0 or the first error
  *
- * Flushes the store device (so the chunks' data is durable), writes the
- * pending records, and flushes again.  With nothing pending it only flushes,
- * which a FLUSH of the top device needs too.
+ * Steps (each stops the commit when it fails):
+ *  1. flush the store device, so that the chunks' data is durable;
+ *  2. write the pending records into their metadata blocks;
+ *  3. write the dirty metadata blocks;
+ *  4. flush again, so that the records are durable;
+ *  5. mark the records' mappings durable.
+ * With nothing pending it only flushes, which a FLUSH of the top needs too.
  *
- * Return: the records committed (or not, on error), for the caller to finish.
+ * A failed step leaves the records neither durable nor pending, and the disk
+ * in a state nobody knows: the store is failed for good.  It is never clean
+ * again and every later commit fails with -EIO at once, writing nothing;
+ * only loading the store anew from its device leaves that.
+ *
+ * Return: the records taken (committed, or not on error), for the caller to
+ * free.
  */
 struct llist_node *dmr_store_commit(struct dmr_store *st, int *err)
 {
 	struct llist_node *list;
 	struct dmr_pending *p;
-	int r;
+	int r = -EIO;
 
 	mutex_lock(&st->commit_lock);
 	list = llist_del_all(&st->pending);
-	r = dm_bufio_issue_flush(st->bufio);
-	if (!r && list) {
-		llist_for_each_entry(p, list, node) {
-			r = dmr_store_write_record(st, st->epoch, p);
-			if (r)
-				break;
-		}
-		if (!r)
-			r = dm_bufio_write_dirty_buffers(st->bufio);
-		if (!r)
-			r = dm_bufio_issue_flush(st->bufio);
-		/* Under the lock: a checkpoint may not free the entries first. */
-		if (!r)
-			llist_for_each_entry(p, list, node)
-				if (p->entry)
-					WRITE_ONCE(p->entry->slot, p->entry->slot |
-						   DMR_SLOT_DURABLE);
+	if (st->failed)
+		goto out;
+	r = st->io->flush(st);				/* 1 */
+	if (r || !list)
+		goto out;
+	llist_for_each_entry(p, list, node) {		/* 2 */
+		r = st->io->write_record(st, st->epoch, p);
+		if (r)
+			goto out;
 	}
+	r = st->io->write_dirty(st);			/* 3 */
+	if (!r)
+		r = st->io->flush(st);			/* 4 */
+	if (r)
+		goto out;
+	/* 5, under the lock: a checkpoint may not free the entries first. */
+	llist_for_each_entry(p, list, node)
+		if (p->entry)
+			WRITE_ONCE(p->entry->slot,
+				   p->entry->slot | DMR_SLOT_DURABLE);
+out:
+	if (r)
+		WRITE_ONCE(st->failed, true);
 	mutex_unlock(&st->commit_lock);
 
 	*err = r;

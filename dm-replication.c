@@ -459,6 +459,51 @@ void dmr_set_error(struct dmr_core *core, int err)
 	}
 }
 
+/**
+ * dmr_fail() - put the session in the failed mode
+ * @core: the session's loaded state
+ * @err: the negative errno of a durable write (a record commit, a header,
+ *	 a flush) that failed
+ * @what: what failed, for the log
+ *
+ * What that write was to make durable may or may not be on disk, so no FLUSH
+ * may succeed again: from now on every bio that needs a commit or a flush
+ * fails with EIO, no metadata is written, messages are refused, and status
+ * shows "failed".  Reads, and writes to chunks already mapped, go on.  Only
+ * a table reload, which loads the stores anew from disk, leaves the mode.
+ * Any context; the first call wins.
+ */
+void dmr_fail(struct dmr_core *core, int err, const char *what)
+{
+	if (!err)
+		err = -EIO;
+	if (cmpxchg(&core->failed, 0, err))
+		return;
+	DMERR("%s: session failed: %s: error %d; fix the device, then reload the table",
+	      core->name, what, err);
+	dmr_set_error(core, err);
+	dmr_raise_event(core);
+	/* Writes that wait for a failover's cursor would wait forever. */
+	queue_work(core->wq, &core->merge.cursor_work);
+}
+
+/**
+ * dmr_failed() - is the session in the failed mode?
+ * @core: the session's loaded state
+ *
+ * Return: true once dmr_fail() was called.
+ */
+bool dmr_failed(struct dmr_core *core)
+{
+	return unlikely(READ_ONCE(core->failed));
+}
+
+/* A FLUSH or a FUA write: what the failed mode refuses. */
+static bool dmr_bio_needs_flush(struct bio *bio)
+{
+	return bio->bi_opf & (REQ_PREFLUSH | REQ_FUA);
+}
+
 static void dmr_check_low_water(struct dmr_core *core, struct dmr_store *st)
 {
 	u32 free = st->layout.nr_slots - dmr_store_used(st);
@@ -663,6 +708,27 @@ static int dmr_job_map(struct dmr_job *job)
 
 /* ---- commits -------------------------------------------------------------------- */
 
+/*
+ * Commits a store's records, unless the session failed: then the records are
+ * only taken, for the caller to drop.  A failed commit fails the session.
+ */
+static struct llist_node *dmr_commit_store(struct dmr_core *core,
+					   struct dmr_store *st, int *err)
+{
+	struct llist_node *list;
+
+	if (dmr_failed(core)) {
+		*err = -EIO;
+		return llist_del_all(&st->pending);
+	}
+	list = dmr_store_commit(st, err);
+	if (*err)
+		dmr_fail(core, *err, st->role == DMR_ROLE_ACTIVE ?
+			 "commit of active's records" :
+			 "commit of hidden's records");
+	return list;
+}
+
 /**
  * dmr_active_commit() - commit active, and complete the flushes waiting for it
  * @core: the session's loaded state
@@ -684,15 +750,15 @@ int dmr_active_commit(struct dmr_core *core)
 	bio_list_init(&core->commit_waiters);
 	spin_unlock_irq(&core->lock);
 
-	done = dmr_store_commit(&core->active, &err);
+	done = dmr_commit_store(core, &core->active, &err);
 	dmr_free_job_list(done);
 	if (!err && READ_ONCE(core->state) != DMR_STATE_RUNNING) {
 		err = blkdev_issue_flush(core->hidden.bdev);
 		if (!err)
 			err = blkdev_issue_flush(core->secondary);
+		if (err)
+			dmr_fail(core, err, "flush of hidden or the secondary device");
 	}
-	if (err)
-		dmr_set_error(core, err);
 
 	while ((bio = bio_list_pop(&waiters))) {
 		dmr_pb(bio)->flags |= DMR_PB_COMMITTED;
@@ -781,7 +847,7 @@ static void dmr_hidden_commit_work(struct work_struct *w)
 	struct llist_node *done;
 	int err;
 
-	done = dmr_store_commit(&core->hidden, &err);
+	done = dmr_commit_store(core, &core->hidden, &err);
 	done = llist_reverse_order(done);
 	llist_for_each_entry_safe(job, tmp, done, rec.node)
 		dmr_cow_committed(job, err);
@@ -1067,6 +1133,11 @@ static int dmr_top_write_new(struct dmr_core *core, struct bio *bio, u32 chunk)
 	u32 slot;
 	int r;
 
+	/* A new mapping needs a commit. */
+	if (dmr_failed(core)) {
+		dmr_fail_bio(bio, -EIO);
+		return DM_MAPIO_SUBMITTED;
+	}
 	job = dmr_new_job(core, bio, chunk, false, &claim);
 	switch (claim) {
 	case DMR_QUEUED:
@@ -1158,6 +1229,9 @@ static int dmr_top_failover(struct dmr_core *core, struct bio *bio, u32 chunk,
 		return DM_MAPIO_REMAPPED;
 	case DMR_ROUTE_COPY_UP:
 		return dmr_top_write_new(core, bio, chunk);
+	case DMR_ROUTE_FAIL:
+		dmr_fail_bio(bio, -EIO);
+		break;
 	case DMR_ROUTE_WAIT:
 		break;
 	}
@@ -1169,6 +1243,10 @@ static int dmr_top_process(struct dmr_core *core, struct bio *bio)
 	enum dmr_state state = READ_ONCE(core->state);
 	u32 chunk, slot;
 
+	if (dmr_failed(core) && dmr_bio_needs_flush(bio)) {
+		dmr_fail_bio(bio, -EIO);
+		return DM_MAPIO_SUBMITTED;
+	}
 	if (state == DMR_STATE_DONE) {
 		dmr_remap_secondary(core, bio);
 		return DM_MAPIO_REMAPPED;
@@ -1384,6 +1462,8 @@ static bool dmr_top_map_run(struct dmr_core *core, struct dm_target *ti,
 
 	if (bio_op(bio) != REQ_OP_READ && bio_op(bio) != REQ_OP_WRITE)
 		return false;
+	if (dmr_failed(core))
+		return false;
 	if (!dmr_try_enter(core, ti, bio, 0))
 		return false;
 	state = READ_ONCE(core->state);
@@ -1418,7 +1498,7 @@ static int dmr_port_map_run(struct dmr_core *core, struct dm_target *ti,
 
 	if (!dmr_try_enter(core, ti, bio, DMR_PB_PORT))
 		return DMR_NO_RUN;
-	if (READ_ONCE(core->state) != DMR_STATE_RUNNING)
+	if (READ_ONCE(core->state) != DMR_STATE_RUNNING || dmr_failed(core))
 		goto cut;
 	dmr_bio_chunks(core, bio, &first, &last);
 	for (chunk = first; chunk <= last; chunk++)
@@ -1449,6 +1529,11 @@ static int dmr_port_write_new(struct dmr_core *core, struct bio *bio,
 	struct dmr_job *job;
 	int r;
 
+	/* A copy into hidden needs a commit. */
+	if (dmr_failed(core)) {
+		dmr_fail_bio(bio, -EIO);
+		return DM_MAPIO_SUBMITTED;
+	}
 	job = dmr_new_job(core, bio, chunk, true, &claim);
 	switch (claim) {
 	case DMR_QUEUED:
@@ -1477,6 +1562,10 @@ static int dmr_port_process(struct dmr_core *core, struct bio *bio)
 {
 	u32 chunk;
 
+	if (dmr_failed(core) && dmr_bio_needs_flush(bio)) {
+		dmr_fail_bio(bio, -EIO);
+		return DM_MAPIO_SUBMITTED;
+	}
 	if (bio_op(bio) != REQ_OP_WRITE || !bio_sectors(bio)) {
 		dmr_remap_secondary(core, bio);
 		return DM_MAPIO_REMAPPED;
@@ -1542,6 +1631,10 @@ static int dmr_end_io(struct dm_target *ti, struct bio *bio,
 	if (!core)
 		return DM_ENDIO_DONE;
 
+	/* What was written before it may be lost: no later FLUSH may pass. */
+	if (unlikely(*error) && (bio->bi_opf & REQ_PREFLUSH))
+		dmr_fail(core, blk_status_to_errno(*error), "a flush");
+
 	if (pb->job) {
 		llist_add(&pb->job->done, &core->done_jobs);
 		queue_work(core->wq, &core->done_work);
@@ -1591,6 +1684,8 @@ int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st)
 {
 	struct dmr_header h;
 
+	if (dmr_failed(core))
+		return -EIO;
 	dmr_core_header(core, st, &h);
 	return dmr_write_header(core->io, st->bdev, &h, true);
 }
@@ -1601,10 +1696,12 @@ static void dmr_active_header_work(struct work_struct *w)
 					     active_header_work);
 	int r;
 
+	if (dmr_failed(core))
+		return;
 	r = dmr_write_header(core->io, core->active.bdev, &core->active_header,
 			     false);
 	if (r)
-		dmr_set_error(core, r);
+		dmr_fail(core, r, "write of active's header");
 }
 
 /**
@@ -1906,6 +2003,8 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 	enum dmr_state old_state = core->state;
 	int r;
 
+	if (dmr_failed(core))
+		return -EIO;
 	r = dmr_store_prepare_reset(&core->hidden);
 	if (!r)
 		r = dmr_store_prepare_reset(&core->active);
@@ -1923,6 +2022,7 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 	r = old_state == DMR_STATE_RUNNING ?
 	    blkdev_issue_flush(core->secondary) : 0;
 	if (r) {
+		dmr_fail(core, r, "flush of the secondary device");
 		dmr_thaw(core);
 		return r;
 	}
@@ -1931,9 +2031,14 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 	core->epoch = core->epoch + 1 ? core->epoch + 1 : 1;
 	r = dmr_core_write_epoch_header(core, &core->hidden, state);
 	if (r) {
-		/* Not durable: keep the old epoch. */
+		/*
+		 * The disk may hold the old epoch or the new one: keep the
+		 * old in core, and write nothing more until a reload reads
+		 * which.
+		 */
 		core->seq = old_seq;
 		core->epoch = old_epoch;
+		dmr_fail(core, r, "write of hidden's header");
 		dmr_thaw(core);
 		return r;
 	}
@@ -2367,6 +2472,19 @@ static int dmr_secondary_preresume(struct dm_target *ti)
 	mutex_lock(&dmr_sessions_lock);
 	core = rcu_dereference_protected(ses->core,
 					 lockdep_is_held(&dmr_sessions_lock));
+	if (core && dmr_failed(core) && core->ti != ti) {
+		/*
+		 * A new table over a failed session: forget what the core
+		 * held and load the stores anew, as the disk has them.
+		 * Meanwhile the port sees no core: its writes fail.
+		 */
+		DMINFO("%s: reloading the stores of the failed session",
+		       dm_table_device_name(ti->table));
+		RCU_INIT_POINTER(ses->core, NULL);
+		synchronize_rcu();
+		dmr_core_unload(core);
+		core = NULL;
+	}
 	if (!core) {
 		core = dmr_core_load(s, &error);
 		if (IS_ERR(core)) {
@@ -2421,6 +2539,21 @@ static int dmr_secondary_map(struct dm_target *ti, struct bio *bio)
 	return dmr_process(core, bio);
 }
 
+/* The state status shows: "failed" in the failed mode, whatever the disk's. */
+static const char *dmr_status_state(struct dmr_core *core,
+				    enum dmr_state state)
+{
+	return dmr_failed(core) ? "failed" : dmr_state_name(state);
+}
+
+/* The error status shows: the failed mode's, else the first since the checkpoint. */
+static int dmr_status_error(struct dmr_core *core)
+{
+	int failed = READ_ONCE(core->failed);
+
+	return failed ? -failed : atomic_read(&core->error);
+}
+
 static void dmr_secondary_status_info(struct dm_target *ti, char *result,
 				      unsigned int maxlen)
 {
@@ -2455,7 +2588,7 @@ static void dmr_secondary_status_info(struct dm_target *ti, char *result,
 	else
 		to_commit = dmr_commit_remaining(core);
 	DMEMIT("secondary %s %d %u/%llu %u/%llu %u %u",
-	       dmr_state_name(state), atomic_read(&core->error),
+	       dmr_status_state(core, state), dmr_status_error(core),
 	       dmr_store_used(&core->active),
 	       (unsigned long long)core->active.layout.nr_slots,
 	       dmr_store_used(&core->hidden),
@@ -2498,6 +2631,11 @@ static int dmr_secondary_message(struct dm_target *ti, unsigned int argc,
 		DMERR("%s: %s: the stores are not loaded (resume the device first)",
 		      name, argv[0]);
 		return -EINVAL;
+	}
+	if (dmr_failed(core)) {
+		DMERR("%s: %s: the session failed (error %d): reload the table",
+		      name, argv[0], READ_ONCE(core->failed));
+		return -EIO;
 	}
 
 	mutex_lock(&core->state_lock);
@@ -2820,7 +2958,8 @@ static void dmr_port_status_info(struct dm_target *ti, char *result,
 				 unsigned int maxlen)
 {
 	struct dmr_port *p = to_port(ti);
-	enum dmr_state state = DMR_STATE_RUNNING;
+	const char *name = "unloaded";
+	enum dmr_state state;
 	struct dmr_core *core;
 	u32 copied = 0;
 	unsigned int sz = 0;
@@ -2830,10 +2969,11 @@ static void dmr_port_status_info(struct dm_target *ti, char *result,
 	if (core) {
 		state = READ_ONCE(core->state);
 		copied = dmr_store_used(&core->hidden);
+		name = dmr_status_state(core, state);
 	}
 	rcu_read_unlock();
 
-	DMEMIT("port %s %u", core ? dmr_state_name(state) : "unloaded", copied);
+	DMEMIT("port %s %u", name, copied);
 }
 
 static void dmr_port_status_table(struct dm_target *ti, char *result,

@@ -189,11 +189,26 @@ struct dmr_pending {
 	struct dmr_map_entry *entry;	/* marked durable by the commit */
 };
 
+struct dmr_store;
+
+/*
+ * The steps of a store's metadata commit, in order: flush the data, write the
+ * pending records into the metadata blocks, write the dirty blocks, flush
+ * them.  dmr_store_open() sets the dm-bufio ones; KUnit injects errors.
+ */
+struct dmr_store_io {
+	int (*flush)(struct dmr_store *st);
+	int (*write_record)(struct dmr_store *st, u64 epoch,
+			    const struct dmr_pending *p);
+	int (*write_dirty)(struct dmr_store *st);
+};
+
 struct dmr_store {
 	const char *name;		/* "hidden" or "active" */
 	enum dmr_role role;
 	struct block_device *bdev;
 	struct dm_bufio_client *bufio;
+	const struct dmr_store_io *io;	/* the commit's steps */
 	struct dmr_layout layout;
 
 	/* The mapping of this epoch, swapped for an empty one at checkpoint. */
@@ -209,6 +224,7 @@ struct dmr_store {
 	struct dmr_map *spare;		/* the empty map of the next epoch */
 	struct llist_head pending;
 	u64 *block_epoch;		/* epoch of each metadata block's content */
+	bool failed;			/* a commit failed: never clean again */
 };
 
 /* dm-replication-cow.c */
@@ -249,6 +265,7 @@ void dmr_store_close(struct dmr_store *st);
 int dmr_store_load(struct dmr_store *st, u64 epoch, u64 nr_chunks,
 		   struct dmr_store *other, u32 *not_in_other, char **error);
 bool dmr_store_clean(struct dmr_store *st);
+bool dmr_store_failed(struct dmr_store *st);
 struct llist_node *dmr_store_commit(struct dmr_store *st, int *err);
 int dmr_read_header_area(struct dm_io_client *io, struct block_device *bdev,
 			 void *area);
@@ -339,6 +356,12 @@ struct dmr_core {
 	u64 seq;
 	u64 epoch;
 	u8 uuid[DMR_UUID_SIZE];
+
+	/*
+	 * The failed mode: 0, or the errno of the durable write that failed.
+	 * Set once by dmr_fail(); only a reload (a new core) clears it.
+	 */
+	int failed;
 
 	/* Reported by status. */
 	atomic_t error;			/* first errno since the checkpoint */
@@ -450,6 +473,8 @@ int dmr_core_write_header(struct dmr_core *core, struct dmr_store *st);
 int dmr_new_epoch(struct dmr_core *core, enum dmr_state state);
 void dmr_wait_active_header(struct dmr_core *core);
 void dmr_set_error(struct dmr_core *core, int err);
+void dmr_fail(struct dmr_core *core, int err, const char *what);
+bool dmr_failed(struct dmr_core *core);
 void dmr_raise_event(struct dmr_core *core);
 void dmr_defer_bios(struct dmr_core *core, struct bio_list *bios);
 struct dmr_bucket *dmr_bucket(struct dmr_core *core, u32 chunk);
@@ -464,6 +489,7 @@ enum dmr_route {
 	DMR_ROUTE_HIDDEN,	/* hidden's slot, written in place */
 	DMR_ROUTE_COPY_UP,	/* a new active slot, copied up from hidden */
 	DMR_ROUTE_WAIT,		/* until the cursor covering the chunk is durable */
+	DMR_ROUTE_FAIL,		/* EIO: it would wait, and the session failed */
 };
 
 /* Where a chunk is copied from: a store's slot, for the merge's extents. */

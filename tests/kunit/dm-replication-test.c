@@ -757,6 +757,153 @@ static void store_is_clean_without_records_or_commit(struct kunit *test)
 	dmr_store_exit(&st);
 }
 
+/*
+ * A commit whose step @fail_at (1: the data flush, 2: a record, 3: the dirty
+ * blocks, 4: the records' flush) fails; @calls counts every step called.
+ */
+struct fake_io {
+	int step;
+	int fail_at;
+	int calls;
+	int records;
+};
+
+static struct fake_io *fake;
+
+static int fake_step(int step)
+{
+	fake->calls++;
+	fake->step = step;
+	return step == fake->fail_at ? -EIO : 0;
+}
+
+static int fake_flush(struct dmr_store *st)
+{
+	/* The first flush is step 1, the one after the blocks step 4. */
+	return fake_step(fake->step >= 3 ? 4 : 1);
+}
+
+static int fake_write_record(struct dmr_store *st, u64 epoch,
+			     const struct dmr_pending *p)
+{
+	fake->records++;
+	return fake_step(2);
+}
+
+static int fake_write_dirty(struct dmr_store *st)
+{
+	return fake_step(3);
+}
+
+static const struct dmr_store_io fake_store_io = {
+	.flush = fake_flush,
+	.write_record = fake_write_record,
+	.write_dirty = fake_write_dirty,
+};
+
+/* Queues three records of mapped chunks, not durable yet. */
+static void queue_records(struct kunit *test, struct dmr_store *st,
+			  struct dmr_pending *p, struct dmr_map_entry **e)
+{
+	u32 i, slot;
+
+	for (i = 0; i < 3; i++) {
+		KUNIT_ASSERT_EQ(test, dmr_store_alloc_slot(st, &slot), 0);
+		e[i] = dmr_store_alloc_entry(GFP_KERNEL);
+		KUNIT_ASSERT_NOT_NULL(test, e[i]);
+		e[i]->chunk = 10 + i;
+		e[i]->slot = slot;
+		KUNIT_ASSERT_EQ(test, dmr_store_insert(st, e[i]), 0);
+		p[i] = (struct dmr_pending){ .chunk = 10 + i, .slot = slot,
+					     .entry = e[i] };
+		llist_add(&p[i].node, &st->pending);
+	}
+}
+
+static unsigned int list_len(struct llist_node *list)
+{
+	unsigned int n = 0;
+
+	for (; list; list = list->next)
+		n++;
+	return n;
+}
+
+static void store_commit_fails_for_good_at_each_step(struct kunit *test)
+{
+	struct dmr_map_entry *e[3];
+	struct dmr_pending p[3], q;
+	struct dmr_store st;
+	struct fake_io io;
+	struct llist_node *list;
+	int step, err, i;
+
+	for (step = 0; step <= 4; step++) {
+		io = (struct fake_io){ .fail_at = step };
+		fake = &io;
+		store_init_for_test(test, &st, 10);
+		st.io = &fake_store_io;
+		queue_records(test, &st, p, e);
+
+		list = dmr_store_commit(&st, &err);
+		KUNIT_EXPECT_EQ(test, list_len(list), 3U);
+		KUNIT_EXPECT_TRUE(test, llist_empty(&st.pending));
+		/* Every step ran, in order, up to the one that failed. */
+		KUNIT_EXPECT_EQ(test, io.step, step ? step : 4);
+		KUNIT_EXPECT_EQ(test, io.records, step == 1 ? 0 : step == 2 ? 1 : 3);
+		for (i = 0; i < 3; i++)
+			KUNIT_EXPECT_EQ(test, !!(e[i]->slot & DMR_SLOT_DURABLE),
+					!step);
+		if (!step) {
+			KUNIT_EXPECT_EQ(test, err, 0);
+			KUNIT_EXPECT_FALSE(test, dmr_store_failed(&st));
+			KUNIT_EXPECT_TRUE(test, dmr_store_clean(&st));
+			dmr_store_exit(&st);
+			continue;
+		}
+		KUNIT_EXPECT_EQ(test, err, -EIO);
+		KUNIT_EXPECT_TRUE(test, dmr_store_failed(&st));
+		/* The bug of issue 10: a failed store must never look clean. */
+		KUNIT_EXPECT_FALSE(test, dmr_store_clean(&st));
+
+		/* Later commits, with records or without, write nothing. */
+		io.fail_at = 0;
+		io.calls = 0;
+		q = (struct dmr_pending){ .chunk = 20, .slot = 5 };
+		llist_add(&q.node, &st.pending);
+		list = dmr_store_commit(&st, &err);
+		KUNIT_EXPECT_PTR_EQ(test, list, &q.node);
+		KUNIT_EXPECT_EQ(test, err, -EIO);
+		list = dmr_store_commit(&st, &err);
+		KUNIT_EXPECT_NULL(test, list);
+		KUNIT_EXPECT_EQ(test, err, -EIO);
+		KUNIT_EXPECT_EQ(test, io.calls, 0);
+		KUNIT_EXPECT_FALSE(test, dmr_store_clean(&st));
+		dmr_store_exit(&st);
+	}
+	fake = NULL;
+}
+
+static void store_flush_failure_without_records_fails_the_store(struct kunit *test)
+{
+	struct fake_io io = { .fail_at = 1 };
+	struct dmr_store st;
+	int err;
+
+	fake = &io;
+	store_init_for_test(test, &st, 10);
+	st.io = &fake_store_io;
+	KUNIT_EXPECT_NULL(test, dmr_store_commit(&st, &err));
+	KUNIT_EXPECT_EQ(test, err, -EIO);
+	KUNIT_EXPECT_FALSE(test, dmr_store_clean(&st));
+	io.fail_at = 0;
+	KUNIT_EXPECT_NULL(test, dmr_store_commit(&st, &err));
+	KUNIT_EXPECT_EQ(test, err, -EIO);
+	KUNIT_EXPECT_EQ(test, io.calls, 1);
+	dmr_store_exit(&st);
+	fake = NULL;
+}
+
 static void store_maps_chunks(struct kunit *test)
 {
 	struct dmr_store st;
@@ -1026,6 +1173,8 @@ static struct kunit_case dmr_store_cases[] = {
 	KUNIT_CASE(store_allocates_until_full),
 	KUNIT_CASE(store_allocates_runs_whole_or_not_at_all),
 	KUNIT_CASE(store_is_clean_without_records_or_commit),
+	KUNIT_CASE(store_commit_fails_for_good_at_each_step),
+	KUNIT_CASE(store_flush_failure_without_records_fails_the_store),
 	KUNIT_CASE(store_maps_chunks),
 	KUNIT_CASE(store_reset_empties_everything),
 	{}
