@@ -16,8 +16,8 @@
 # folder, build/$(KVER)/, so builds for several kernels do not clash.
 
 REPO := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
-SOURCES := dm-replication.c dm-replication-cow.c dm-replication-commit.c \
-	   dm-replication.h Kbuild
+SOURCES := dm-replication.c dm-replication-io.c dm-replication-commit.c \
+	   dm-replication-core.c dm-replication-cow.c dm-replication.h Kbuild
 HEADERS_ONLY := $(wildcard $(REPO)/dm-replication-*.h)
 
 ifeq ($(KVER),)

@@ -32,6 +32,8 @@
  *  - to a chunk not reached yet: in place into its store's slot, counted as a
  *    writer of the chunk's bucket; an extent starts its copy only when the
  *    buckets of its chunks have no writers, so no copy misses a write.
+ *
+ * It calls the core (dm-replication-core.c) and the stores only.
  */
 #include <linux/blkdev.h>
 #include <linux/dm-kcopyd.h>
@@ -39,23 +41,51 @@
 #include <linux/kernel.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
-#include <linux/sort.h>
 
-#include "dm-replication.h"
+#include "dm-replication-commit.h"
+#include "dm-replication-core.h"
+#include "dm-replication-test.h"
 
 /* How long a claimed extent's chunks may wait for a durable cursor. */
 #define DMR_CURSOR_PERIOD	(HZ / 4)
 
+/*
+ * The commit of a failing-over session.
+ *
+ * The plan is the sorted list of chunks held by either store at or above the
+ * durable cursor.  It is copied in extents, in plan order; chunks below
+ * @started belong to extents already claimed, chunks below @durable are in
+ * the secondary device and the cursor saying so is on disk.
+ */
+struct dmr_commit {
+	struct dmr_core *core;
+	spinlock_t lock;		/* the fields below but plan and works */
+	u32 *plan;			/* chunks to merge, ascending */
+	u32 nr_plan;
+	u32 next;			/* plan index of the next extent */
+	u64 durable;			/* the cursor on disk: routes writes */
+	u64 started;			/* chunks below are claimed by extents */
+	struct list_head extents;	/* claimed and not yet durable */
+	struct dmr_extent *blocked;	/* claimed, waiting for writers */
+	unsigned int claimed;		/* extents claimed, not yet copied */
+	unsigned int depth;		/* extents in flight at most */
+	u32 nr_copied;			/* plan chunks in copied extents */
+	u32 nr_durable;			/* plan chunks below the cursor */
+	int err;			/* the first error: the commit stops */
+	bool paused;			/* the top is suspended */
+	bool wait_writers;		/* @blocked waits for a bucket */
+	struct bio_list waiters;	/* writes to chunks in [durable, started) */
+	wait_queue_head_t idle;		/* no extent is copying */
+	unsigned int copying;
+	unsigned long since;		/* jiffies at the last cursor write */
+	unsigned long start;		/* jiffies at the start */
+	struct work_struct work;	/* claims and copies extents */
+	struct work_struct cursor_work;	/* makes progress durable */
+};
+
 /* ---------------------------------------------------------------------------
  * Pure logic: planning, extents, routes and the cursor.  Tested by KUnit.
  */
-
-static int dmr_cmp_u32(const void *a, const void *b)
-{
-	u32 x = *(const u32 *)a, y = *(const u32 *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 /**
  * dmr_plan_finish() - make the plan from the chunks both stores hold
@@ -68,16 +98,13 @@ static int dmr_cmp_u32(const void *a, const void *b)
  */
 u32 dmr_plan_finish(u32 *chunks, u32 n, u64 cursor)
 {
-	u32 i, out = 0;
+	u32 i = 0, out;
 
-	sort(chunks, n, sizeof(*chunks), dmr_cmp_u32, NULL);
-	for (i = 0; i < n; i++) {
-		if (chunks[i] < cursor)
-			continue;
-		if (out && chunks[out - 1] == chunks[i])
-			continue;
+	n = dmr_sort_unique(chunks, n);
+	while (i < n && chunks[i] < cursor)
+		i++;
+	for (out = 0; i < n; i++)
 		chunks[out++] = chunks[i];
-	}
 	return out;
 }
 
@@ -161,7 +188,7 @@ enum dmr_route dmr_route_write(enum dmr_state state, u64 chunk, u64 durable,
 }
 
 /**
- * dmr_merge_cursor() - how far the merge has copied without a gap
+ * dmr_commit_cursor() - how far the merge has copied without a gap
  * @extents: the claimed extents, in plan order
  * @started: chunks below it belong to claimed extents
  * @nr_chunks: set to the chunks of the copied extents at the head
@@ -170,8 +197,8 @@ enum dmr_route dmr_route_write(enum dmr_state state, u64 chunk, u64 durable,
  * Return: the first chunk of the first extent not copied, or @started when
  * every claimed extent is copied: the cursor the merge may make durable.
  */
-u64 dmr_merge_cursor(const struct list_head *extents, u64 started,
-		     u32 *nr_chunks, unsigned int *nr_extents)
+u64 dmr_commit_cursor(const struct list_head *extents, u64 started,
+		      u32 *nr_chunks, unsigned int *nr_extents)
 {
 	const struct dmr_extent *ext;
 
@@ -193,7 +220,7 @@ u64 dmr_merge_cursor(const struct list_head *extents, u64 started,
 static struct dmr_store *dmr_source_store(struct dmr_core *core,
 					  enum dmr_role store)
 {
-	return store == DMR_ROLE_ACTIVE ? &core->active : &core->hidden;
+	return store == DMR_ROLE_ACTIVE ? core->active : core->hidden;
 }
 
 static bool dmr_core_source(void *ctx, u32 chunk, enum dmr_role *store,
@@ -201,11 +228,11 @@ static bool dmr_core_source(void *ctx, u32 chunk, enum dmr_role *store,
 {
 	struct dmr_core *core = ctx;
 
-	if (dmr_store_lookup(&core->active, chunk, slot)) {
+	if (dmr_store_lookup(core->active, chunk, slot)) {
 		*store = DMR_ROLE_ACTIVE;
 		return true;
 	}
-	if (dmr_store_lookup(&core->hidden, chunk, slot)) {
+	if (dmr_store_lookup(core->hidden, chunk, slot)) {
 		*store = DMR_ROLE_HIDDEN;
 		return true;
 	}
@@ -226,11 +253,11 @@ static sector_t dmr_extent_sectors(struct dmr_core *core,
  * Builds the plan from both stores' maps, which do not change meanwhile:
  * the session is failing over (or failed to, or nothing runs on it yet).
  */
-static int dmr_merge_plan(struct dmr_core *core)
+static int dmr_commit_plan(struct dmr_core *core)
 {
-	struct dmr_merge *m = &core->merge;
-	u32 na = atomic_read(&core->active.nr_mapped);
-	u32 nh = atomic_read(&core->hidden.nr_mapped);
+	struct dmr_commit *m = core->commit;
+	u32 na = dmr_store_nr_mapped(core->active);
+	u32 nh = dmr_store_nr_mapped(core->hidden);
 	unsigned int noio;
 	u32 *chunks, got;
 	int r;
@@ -241,9 +268,9 @@ static int dmr_merge_plan(struct dmr_core *core)
 	if (!chunks)
 		return -ENOMEM;
 
-	r = dmr_store_collect(&core->active, chunks, na, &got);
+	r = dmr_store_collect(core->active, chunks, na, &got);
 	if (!r) {
-		r = dmr_store_collect(&core->hidden, chunks + got, nh, &nh);
+		r = dmr_store_collect(core->hidden, chunks + got, nh, &nh);
 		got += nh;
 	}
 	if (r) {
@@ -279,7 +306,7 @@ static void dmr_free_extents(struct list_head *list)
 /* Claims the next extent of the plan, or returns NULL when it may not. */
 static struct dmr_extent *dmr_claim_extent(struct dmr_core *core)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 	u32 max = max(DMR_EXTENT_SECTORS >> core->chunk_shift, 1U);
 	struct dmr_extent *ext;
 
@@ -323,15 +350,15 @@ static bool dmr_extent_has_writers(struct dmr_core *core,
 		struct dmr_bucket *b = dmr_bucket(core, ext->first + i);
 
 		spin_lock_irq(&b->lock);
-		busy = b->readers;
+		busy = b->pins;
 		spin_unlock_irq(&b->lock);
 	}
 	return busy;
 }
 
-static void dmr_merge_fail(struct dmr_core *core, int err)
+static void dmr_commit_fail(struct dmr_core *core, int err)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 	unsigned long flags;
 
 	spin_lock_irqsave(&m->lock, flags);
@@ -346,7 +373,7 @@ static void dmr_extent_copied(int read_err, unsigned long write_err,
 {
 	struct dmr_extent *ext = context;
 	struct dmr_core *core = ext->core;
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 	unsigned long flags;
 
 	spin_lock_irqsave(&m->lock, flags);
@@ -371,9 +398,8 @@ static void dmr_copy_extent(struct dmr_core *core, struct dmr_extent *ext)
 	struct dmr_store *st = dmr_source_store(core, ext->store);
 	sector_t len = dmr_extent_sectors(core, ext);
 	struct dm_io_region src = {
-		.bdev = st->bdev,
-		.sector = st->layout.data_start +
-			  ((sector_t)ext->slot << core->chunk_shift),
+		.bdev = dmr_store_bdev(st),
+		.sector = dmr_store_slot_sector(st, ext->slot),
 		.count = len,
 	};
 	struct dm_io_region dst = {
@@ -382,14 +408,14 @@ static void dmr_copy_extent(struct dmr_core *core, struct dmr_extent *ext)
 		.count = len,
 	};
 
-	spin_lock_irq(&core->merge.lock);
-	core->merge.copying++;
-	spin_unlock_irq(&core->merge.lock);
+	spin_lock_irq(&core->commit->lock);
+	core->commit->copying++;
+	spin_unlock_irq(&core->commit->lock);
 	dm_kcopyd_copy(core->kc, &src, 1, &dst, 0, dmr_extent_copied, ext);
 }
 
 /* Gives back a claimed extent that never started: paused or failed. */
-static void dmr_unclaim_blocked(struct dmr_merge *m)
+static void dmr_unclaim_blocked(struct dmr_commit *m)
 {
 	struct dmr_extent *ext;
 
@@ -406,14 +432,14 @@ static void dmr_unclaim_blocked(struct dmr_merge *m)
 	wake_up(&m->idle);
 }
 
-static void dmr_set_blocked(struct dmr_merge *m, struct dmr_extent *ext)
+static void dmr_set_blocked(struct dmr_commit *m, struct dmr_extent *ext)
 {
 	spin_lock_irq(&m->lock);
 	m->blocked = ext;
 	spin_unlock_irq(&m->lock);
 }
 
-static bool dmr_merge_stopped(struct dmr_merge *m)
+static bool dmr_commit_stopped(struct dmr_commit *m)
 {
 	bool stopped;
 
@@ -428,16 +454,16 @@ static bool dmr_merge_stopped(struct dmr_merge *m)
  * buckets have writers waits for them: the last writer's end queues this
  * work again (see dmr_commit_writer_done()).
  */
-static void dmr_merge_work(struct work_struct *w)
+static void dmr_commit_work(struct work_struct *w)
 {
-	struct dmr_merge *m = container_of(w, struct dmr_merge, work);
-	struct dmr_core *core = container_of(m, struct dmr_core, merge);
+	struct dmr_commit *m = container_of(w, struct dmr_commit, work);
+	struct dmr_core *core = m->core;
 	struct dmr_extent *ext;
 
 	if (READ_ONCE(core->state) != DMR_STATE_FAILOVER || dmr_failed(core))
 		return;
 	for (;;) {
-		if (m->blocked && dmr_merge_stopped(m)) {
+		if (m->blocked && dmr_commit_stopped(m)) {
 			dmr_unclaim_blocked(m);
 			queue_work(core->wq, &m->cursor_work);
 		}
@@ -445,7 +471,7 @@ static void dmr_merge_work(struct work_struct *w)
 		if (!ext) {
 			ext = dmr_claim_extent(core);
 			if (IS_ERR(ext)) {
-				dmr_merge_fail(core, PTR_ERR(ext));
+				dmr_commit_fail(core, PTR_ERR(ext));
 				return;
 			}
 			if (!ext)
@@ -467,7 +493,7 @@ static void dmr_merge_work(struct work_struct *w)
 /* Lets the top's writes that waited for the cursor go, routed again. */
 static void dmr_release_waiters(struct dmr_core *core)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 	struct bio_list bios;
 
 	spin_lock_irq(&m->lock);
@@ -480,7 +506,6 @@ static void dmr_release_waiters(struct dmr_core *core)
 /* Writes the cursor into hidden's header, after the data it covers. */
 static int dmr_write_cursor(struct dmr_core *core, u64 cursor)
 {
-	struct dmr_merge *m = &core->merge;
 	int r;
 
 	r = blkdev_issue_flush(core->secondary);
@@ -489,14 +514,10 @@ static int dmr_write_cursor(struct dmr_core *core, u64 cursor)
 		return r;
 	}
 	mutex_lock(&core->state_lock);
-	core->seq++;
-	m->cursor = cursor;
-	r = dmr_core_write_header(core, &core->hidden);
-	if (r) {
-		core->seq--;
-		m->cursor = m->durable;
-		dmr_fail(core, r, "write of the failover's cursor");
-	}
+	r = dmr_core_new_generation(core, core->state, core->epoch, cursor,
+				    DMR_GEN_HIDDEN_ONLY);
+	if (!r)
+		core->cursor = cursor;
 	mutex_unlock(&core->state_lock);
 	return r;
 }
@@ -506,9 +527,9 @@ static int dmr_write_cursor(struct dmr_core *core, u64 cursor)
  * stores can still be written), the error is recorded, waiting writes are
  * routed by the failed state's rule.
  */
-static void dmr_merge_failed(struct dmr_core *core, int err)
+static void dmr_commit_failed(struct dmr_core *core, int err)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 	int r;
 
 	mutex_lock(&core->state_lock);
@@ -516,12 +537,8 @@ static void dmr_merge_failed(struct dmr_core *core, int err)
 	WRITE_ONCE(core->state, DMR_STATE_FAILOVER_FAILED);
 	m->nr_copied = m->nr_durable;
 	spin_unlock_irq(&m->lock);
-	core->seq++;
-	r = dmr_core_write_header(core, &core->hidden);
-	if (!r)
-		r = dmr_core_write_header(core, &core->active);
-	if (r)
-		dmr_fail(core, r, "write of the failover_failed state");
+	r = dmr_core_new_generation(core, DMR_STATE_FAILOVER_FAILED,
+				    core->epoch, core->cursor, 0);
 	mutex_unlock(&core->state_lock);
 
 	dmr_release_waiters(core);
@@ -535,18 +552,20 @@ static void dmr_merge_failed(struct dmr_core *core, int err)
 }
 
 /* Every chunk is in the secondary device: empty the stores, state done. */
-static void dmr_merge_done(struct dmr_core *core)
+static void dmr_commit_done(struct dmr_core *core)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 	u32 nr = m->nr_plan;
 	int r;
 
 	mutex_lock(&core->state_lock);
 	r = dmr_new_epoch(core, DMR_STATE_DONE);
+	if (!r)
+		core->cursor = 0;
 	mutex_unlock(&core->state_lock);
 	/* Past its commit point the new epoch holds, even with an error. */
 	if (READ_ONCE(core->state) != DMR_STATE_DONE) {
-		dmr_merge_fail(core, r);
+		dmr_commit_fail(core, r);
 		return;
 	}
 	spin_lock_irq(&m->lock);
@@ -557,7 +576,6 @@ static void dmr_merge_done(struct dmr_core *core)
 	m->nr_durable = 0;
 	m->next = 0;
 	m->durable = 0;
-	m->cursor = 0;
 	m->started = 0;
 	spin_unlock_irq(&m->lock);
 	DMINFO("%s: failover done: %u chunks in %u ms", dmr_core_name(core), nr,
@@ -571,8 +589,8 @@ static void dmr_merge_done(struct dmr_core *core)
  */
 static void dmr_cursor_work(struct work_struct *w)
 {
-	struct dmr_merge *m = container_of(w, struct dmr_merge, cursor_work);
-	struct dmr_core *core = container_of(m, struct dmr_core, merge);
+	struct dmr_commit *m = container_of(w, struct dmr_commit, cursor_work);
+	struct dmr_core *core = m->core;
 	unsigned int nr_ext, i;
 	LIST_HEAD(passed);
 	bool due, finished;
@@ -589,13 +607,17 @@ static void dmr_cursor_work(struct work_struct *w)
 	}
 
 	spin_lock_irq(&m->lock);
-	cursor = dmr_merge_cursor(&m->extents, m->started, &nr, &nr_ext);
+	cursor = dmr_commit_cursor(&m->extents, m->started, &nr, &nr_ext);
 	due = !bio_list_empty(&m->waiters) || !m->copying ||
 	      time_after_eq(jiffies, m->since + DMR_CURSOR_PERIOD);
 	err = m->err;
 	spin_unlock_irq(&m->lock);
 
-	if (cursor > m->durable && (due || err)) {
+	/*
+	 * After a failed copy the commit stops where the disk's cursor is: the
+	 * failed device has the copies since, and a retry copies them again.
+	 */
+	if (cursor > m->durable && due && !err) {
 		r = dmr_write_cursor(core, cursor);
 		if (r) {
 			/* The session failed: the merge stays where it is. */
@@ -630,48 +652,78 @@ static void dmr_cursor_work(struct work_struct *w)
 		list_splice_init(&m->extents, &passed);
 		spin_unlock_irq(&m->lock);
 		dmr_free_extents(&passed);
-		dmr_merge_failed(core, err);
+		dmr_commit_failed(core, err);
 	} else if (finished) {
-		dmr_merge_done(core);
+		dmr_commit_done(core);
 	}
 }
 
 /* ---------------------------------------------------------------------------
- * The interface to the target.
+ * The interface to the data path and the target.
  */
 
 /**
- * dmr_merge_init() - set up a session's merge state
- * @core: the session's loaded state
+ * dmr_commit_init() - set up the commit of a session just loaded
+ * @core: the session's loaded state, with its state and cursor from disk
  *
- * The merge starts paused: the top's resume lets it run.
+ * The commit starts paused: the top's resume lets it run.  In state failover
+ * it then resumes from the durable cursor; in failover_failed the plan only
+ * gives the status its count.
+ *
+ * Return: 0 or a negative errno.
  */
-void dmr_merge_init(struct dmr_core *core)
+int dmr_commit_init(struct dmr_core *core)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = kzalloc(sizeof(*m), GFP_KERNEL);
+	int r;
 
+	if (!m)
+		return -ENOMEM;
+	m->core = core;
 	spin_lock_init(&m->lock);
 	INIT_LIST_HEAD(&m->extents);
 	bio_list_init(&m->waiters);
 	init_waitqueue_head(&m->idle);
-	INIT_WORK(&m->work, dmr_merge_work);
+	INIT_WORK(&m->work, dmr_commit_work);
 	INIT_WORK(&m->cursor_work, dmr_cursor_work);
 	m->depth = DMR_COMMIT_DEPTH_DEFAULT;
 	m->paused = true;
+	m->durable = core->cursor;
+	core->commit = m;
+
+	if (core->state != DMR_STATE_FAILOVER &&
+	    core->state != DMR_STATE_FAILOVER_FAILED)
+		return 0;
+	r = dmr_commit_plan(core);
+	if (r) {
+		core->commit = NULL;
+		kfree(m);
+		return r;
+	}
+	if (core->state == DMR_STATE_FAILOVER) {
+		m->start = jiffies;
+		m->since = jiffies;
+		DMINFO("%s: failover: committing %u chunks from chunk %llu",
+		       dmr_core_name(core), m->nr_plan,
+		       (unsigned long long)m->durable);
+	}
+	return 0;
 }
 
 /**
- * dmr_merge_exit() - stop the merge and free its state
+ * dmr_commit_exit() - stop the commit and free it
  * @core: the session's loaded state; no top bio is in flight
  *
  * Copies in flight finish and their progress is made durable; a crash or a
  * later load resumes from there.
  */
-void dmr_merge_exit(struct dmr_core *core)
+void dmr_commit_exit(struct dmr_core *core)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 	LIST_HEAD(list);
 
+	if (!m)
+		return;
 	dmr_commit_pause(core);
 	cancel_work_sync(&m->work);
 	cancel_work_sync(&m->cursor_work);
@@ -680,34 +732,8 @@ void dmr_merge_exit(struct dmr_core *core)
 	list_splice_init(&m->extents, &list);
 	dmr_free_extents(&list);
 	kvfree(m->plan);
-	m->plan = NULL;
-}
-
-/**
- * dmr_commit_load() - prepare the merge of a session loaded failing over
- * @core: the session's loaded state, with its state and cursor from disk
- *
- * In state failover the merge resumes from the durable cursor when the top
- * is resumed; in failover_failed the plan only gives the status its count.
- *
- * Return: 0 or a negative errno.
- */
-int dmr_commit_load(struct dmr_core *core)
-{
-	int r;
-
-	if (core->state != DMR_STATE_FAILOVER &&
-	    core->state != DMR_STATE_FAILOVER_FAILED)
-		return 0;
-	r = dmr_merge_plan(core);
-	if (!r && core->state == DMR_STATE_FAILOVER) {
-		core->merge.start = jiffies;
-		core->merge.since = jiffies;
-		DMINFO("%s: failover: committing %u chunks from chunk %llu",
-		       dmr_core_name(core), core->merge.nr_plan,
-		       (unsigned long long)core->merge.durable);
-	}
-	return r;
+	core->commit = NULL;
+	kfree(m);
 }
 
 /**
@@ -715,65 +741,48 @@ int dmr_commit_load(struct dmr_core *core)
  * @core: the session's loaded state, in state running or failover_failed;
  *        the caller holds its state_lock
  *
- * Commits active, drains the top and the port, commits active's remainder
- * and writes state failover
- * into hidden's header (the commit point), lets I/O go, writes active's
- * header, plans the merge and starts it.  From then on the port refuses
- * writes.
+ * Steps:
+ *  1. persist active before closing the gate, so that the persist inside
+ *     the freeze has only the records of the writes that came meanwhile;
+ *  2. drain the top and the port, persist active's remainder;
+ *  3. a new generation of the header in state failover (hidden's is the
+ *     commit point; active's from a worker);
+ *  4. let I/O go: the stores no longer change (the port is closed, top
+ *     writes map no new chunks), so the rest need not stall the top: until
+ *     the plan is made nothing is claimed, and top writes to stored chunks
+ *     go in place;
+ *  5. plan the merge and start it.
  *
  * Return: 0 when the commit has started; a negative errno with nothing
- * changed, or, when the plan cannot be made, with the merge failed.
+ * changed, or, when the plan cannot be made, with the commit failed.
  */
 int dmr_commit_start(struct dmr_core *core)
 {
-	struct dmr_merge *m = &core->merge;
-	enum dmr_state old_state = core->state;
-	u64 old_seq = core->seq;
+	struct dmr_commit *m = core->commit;
 	int r;
 
-	dmr_wait_active_header(core);
-	/*
-	 * Commit active's records before closing the gate, so that the commit
-	 * inside the freeze has only those of the writes that came meanwhile.
-	 */
-	r = dmr_active_commit(core);
+	lockdep_assert_held(&core->state_lock);
+	r = dmr_persist_active(core);				/* 1 */
 	if (r)
 		return r;
-	dmr_freeze(core);
-	r = dmr_active_commit(core);
-	if (r) {
-		dmr_thaw(core);
+	dmr_freeze(core);					/* 2 */
+	r = dmr_persist_active(core);
+	if (!r)							/* 3 */
+		r = dmr_core_new_generation(core, DMR_STATE_FAILOVER,
+					    core->epoch, core->cursor,
+					    DMR_GEN_ACTIVE_LATER);
+	if (!r)
+		WRITE_ONCE(core->state, DMR_STATE_FAILOVER);
+	dmr_thaw(core);						/* 4 */
+	if (r)
 		return r;
-	}
-	core->seq++;
-	WRITE_ONCE(core->state, DMR_STATE_FAILOVER);
-	r = dmr_core_write_header(core, &core->hidden);
-	if (r) {
-		core->seq = old_seq;
-		WRITE_ONCE(core->state, old_state);
-		dmr_fail(core, r, "write of hidden's header");
-		dmr_thaw(core);
-		return r;
-	}
-	/*
-	 * Durable from here on.  The stores no longer change (the port is
-	 * closed, top writes map no new chunks), so the rest need not stall
-	 * the top: until the plan is made, nothing is claimed, and top
-	 * writes to stored chunks go in place.
-	 */
-	dmr_thaw(core);
 	dmr_raise_event(core);
-	r = dmr_core_write_header(core, &core->active);
-	if (r) {
-		dmr_fail(core, r, "write of active's header");
-		return r;
-	}
 
-	m->start = jiffies;
+	m->start = jiffies;					/* 5 */
 	m->since = jiffies;
-	r = dmr_merge_plan(core);
+	r = dmr_commit_plan(core);
 	if (r) {
-		dmr_merge_fail(core, r);
+		dmr_commit_fail(core, r);
 		return r;
 	}
 	DMINFO("%s: failover: committing %u chunks from chunk %llu",
@@ -792,7 +801,7 @@ int dmr_commit_start(struct dmr_core *core)
  */
 void dmr_commit_pause(struct dmr_core *core)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 
 	spin_lock_irq(&m->lock);
 	m->paused = true;
@@ -811,7 +820,7 @@ void dmr_commit_pause(struct dmr_core *core)
  */
 void dmr_commit_resume(struct dmr_core *core)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 
 	spin_lock_irq(&m->lock);
 	m->paused = false;
@@ -829,7 +838,7 @@ void dmr_commit_resume(struct dmr_core *core)
  */
 int dmr_commit_set_depth(struct dmr_core *core, unsigned int depth)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 
 	if (!depth || depth > DMR_COMMIT_DEPTH_MAX)
 		return -EINVAL;
@@ -848,7 +857,7 @@ int dmr_commit_set_depth(struct dmr_core *core, unsigned int depth)
  */
 u32 dmr_commit_remaining(struct dmr_core *core)
 {
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 	unsigned long flags;
 	u32 n;
 
@@ -866,7 +875,7 @@ u32 dmr_commit_remaining(struct dmr_core *core)
  */
 u64 dmr_commit_durable(struct dmr_core *core)
 {
-	return READ_ONCE(core->merge.durable);
+	return READ_ONCE(core->commit->durable);
 }
 
 /**
@@ -891,7 +900,7 @@ enum dmr_route dmr_commit_route_write(struct dmr_core *core, struct bio *bio,
 				      bool in_hidden)
 {
 	struct dmr_bucket *b = dmr_bucket(core, chunk);
-	struct dmr_merge *m = &core->merge;
+	struct dmr_commit *m = core->commit;
 	enum dmr_route route;
 
 	spin_lock_irq(&b->lock);
@@ -904,7 +913,7 @@ enum dmr_route dmr_commit_route_write(struct dmr_core *core, struct bio *bio,
 	if (route == DMR_ROUTE_WAIT)
 		bio_list_add(&m->waiters, bio);
 	else if (route == DMR_ROUTE_ACTIVE || route == DMR_ROUTE_HIDDEN)
-		b->readers++;
+		b->pins++;
 	spin_unlock(&m->lock);
 	spin_unlock_irq(&b->lock);
 
@@ -922,6 +931,6 @@ enum dmr_route dmr_commit_route_write(struct dmr_core *core, struct bio *bio,
  */
 void dmr_commit_writer_done(struct dmr_core *core)
 {
-	if (READ_ONCE(core->merge.wait_writers))
-		queue_work(core->wq, &core->merge.work);
+	if (READ_ONCE(core->commit->wait_writers))
+		queue_work(core->wq, &core->commit->work);
 }

@@ -23,49 +23,61 @@
 #include <linux/log2.h>
 #include <linux/rhashtable.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/string.h>
 
 #include "dm-replication.h"
+#include "dm-replication-cow.h"
+#include "dm-replication-format.h"
+#include "dm-replication-test.h"
+
+struct dmr_map;
 
 static_assert(sizeof(struct dmr_disk_header) == SECTOR_SIZE);
 static_assert(sizeof(struct dmr_disk_record) == DMR_RECORD_SIZE);
 
+/*
+ * One mapping of a store: chunk of the secondary device -> slot.  The top bit
+ * of @slot says the mapping's record is durable (committed); slots are below
+ * %DMR_MAX_SLOTS.
+ */
+struct dmr_map_entry {
+	struct rhash_head node;
+	u32 chunk;
+	u32 slot;
+};
+
+#define DMR_SLOT_DURABLE	BIT(31)
+#define DMR_MAX_SLOTS		(DMR_SLOT_DURABLE - 1)
+
+struct dmr_store {
+	const char *name;		/* "hidden" or "active" */
+	enum dmr_role role;
+	struct block_device *bdev;
+	struct dm_bufio_client *bufio;
+	const struct dmr_store_io *io;	/* the commit's steps */
+	struct dmr_layout layout;
+	unsigned int chunk_shift;
+
+	/* The mapping of this epoch, swapped for an empty one at checkpoint. */
+	struct dmr_map *map;
+
+	spinlock_t alloc_lock;		/* next_slot */
+	u32 next_slot;			/* slots below it are used */
+	atomic_t nr_mapped;		/* chunks in the map */
+
+	/* Commits: one at a time, and never across an epoch switch. */
+	struct mutex commit_lock;
+	u64 epoch;			/* records are stamped with it */
+	struct dmr_map *spare;		/* the empty map of the next epoch */
+	struct llist_head pending;
+	u64 *block_epoch;		/* epoch of each metadata block's content */
+	bool failed;			/* a commit failed: never clean again */
+};
+
 /* ---------------------------------------------------------------------------
  * Geometry.
  */
-
-/**
- * dmr_parse_chunk_size() - parse a table's <chunk size> argument
- * @arg: the argument, a decimal count of 512-byte sectors
- * @chunk_sectors: set to the chunk size on success
- * @error: set to a message for ti->error on failure
- *
- * A chunk size is a power of two from %DMR_MIN_CHUNK_SECTORS (4 KiB) to
- * %DMR_MAX_CHUNK_SECTORS (1 MiB).
- *
- * Return: 0 on success, -EINVAL with @error set otherwise.
- */
-int dmr_parse_chunk_size(const char *arg, sector_t *chunk_sectors,
-			 char **error)
-{
-	unsigned int v;
-
-	if (kstrtouint(arg, 10, &v)) {
-		*error = "Invalid chunk size: not a number";
-		return -EINVAL;
-	}
-	if (!is_power_of_2(v)) {
-		*error = "Invalid chunk size: not a power of two";
-		return -EINVAL;
-	}
-	if (v < DMR_MIN_CHUNK_SECTORS || v > DMR_MAX_CHUNK_SECTORS) {
-		*error = "Invalid chunk size: must be 8 to 2048 sectors";
-		return -EINVAL;
-	}
-
-	*chunk_sectors = v;
-	return 0;
-}
 
 static bool dmr_chunk_size_valid(u32 chunk_sectors)
 {
@@ -460,51 +472,123 @@ static struct dmr_map *dmr_map_create(void)
 }
 
 /**
- * dmr_store_init() - set up a store's in-core state, empty
- * @st: the store
+ * dmr_store_create() - make a store's in-core state, empty
  * @name: "hidden" or "active", for messages
  * @role: which store it is
  * @layout: the store's layout
+ * @chunk_sectors: the chunk size
  *
- * Return: 0 or -ENOMEM.
+ * Return: the store, with no device yet, or NULL.
  */
-int dmr_store_init(struct dmr_store *st, const char *name, enum dmr_role role,
-		   const struct dmr_layout *layout)
+struct dmr_store *dmr_store_create(const char *name, enum dmr_role role,
+				   const struct dmr_layout *layout,
+				   u32 chunk_sectors)
 {
-	memset(st, 0, sizeof(*st));
+	struct dmr_store *st = kzalloc(sizeof(*st), GFP_KERNEL);
+
+	if (!st)
+		return NULL;
 	st->name = name;
 	st->role = role;
 	st->layout = *layout;
+	st->chunk_shift = ilog2(chunk_sectors);
 	spin_lock_init(&st->alloc_lock);
 	mutex_init(&st->commit_lock);
 	init_llist_head(&st->pending);
 
 	st->block_epoch = kvcalloc(max_t(u64, layout->meta_blocks, 1),
 				   sizeof(*st->block_epoch), GFP_KERNEL);
-	if (!st->block_epoch)
-		return -ENOMEM;
 	st->map = dmr_map_create();
-	if (!st->map) {
-		kvfree(st->block_epoch);
-		return -ENOMEM;
+	if (!st->block_epoch || !st->map) {
+		dmr_store_destroy(st);
+		return NULL;
 	}
-	return 0;
+	return st;
 }
 
 /**
- * dmr_store_exit() - free a store's in-core state
- * @st: the store; its device must be closed and nothing may be pending
+ * dmr_store_destroy() - free a store
+ * @st: the store, or NULL; nothing may be pending or in flight
  */
-void dmr_store_exit(struct dmr_store *st)
+void dmr_store_destroy(struct dmr_store *st)
 {
+	if (!st)
+		return;
+	if (st->bufio)
+		dm_bufio_client_destroy(st->bufio);
 	if (st->map)
 		dmr_map_destroy(st->map);
 	if (st->spare)
 		dmr_map_destroy(st->spare);
 	kvfree(st->block_epoch);
-	st->map = NULL;
-	st->spare = NULL;
-	st->block_epoch = NULL;
+	kfree(st);
+}
+
+/**
+ * dmr_store_bdev() - the store's device
+ * @st: the store
+ *
+ * Return: the device, NULL before dmr_store_open().
+ */
+struct block_device *dmr_store_bdev(struct dmr_store *st)
+{
+	return st->bdev;
+}
+
+/**
+ * dmr_store_role() - which store it is
+ * @st: the store
+ *
+ * Return: %DMR_ROLE_HIDDEN or %DMR_ROLE_ACTIVE.
+ */
+enum dmr_role dmr_store_role(struct dmr_store *st)
+{
+	return st->role;
+}
+
+/**
+ * dmr_store_layout() - where things are on the store's device
+ * @st: the store
+ *
+ * Return: the layout, which never changes.
+ */
+const struct dmr_layout *dmr_store_layout(struct dmr_store *st)
+{
+	return &st->layout;
+}
+
+/**
+ * dmr_store_slot_sector() - where a slot's data starts on the device
+ * @st: the store
+ * @slot: the slot
+ *
+ * Return: the sector.
+ */
+sector_t dmr_store_slot_sector(struct dmr_store *st, u32 slot)
+{
+	return st->layout.data_start + ((sector_t)slot << st->chunk_shift);
+}
+
+/**
+ * dmr_store_nr_mapped() - how many chunks the store maps
+ * @st: the store
+ *
+ * Return: the chunks mapped in this epoch.
+ */
+u32 dmr_store_nr_mapped(struct dmr_store *st)
+{
+	return atomic_read(&st->nr_mapped);
+}
+
+/**
+ * dmr_store_epoch() - the epoch new records are stamped with
+ * @st: the store
+ *
+ * Return: the epoch.
+ */
+u64 dmr_store_epoch(struct dmr_store *st)
+{
+	return st->epoch;
 }
 
 /**
@@ -598,19 +682,50 @@ bool dmr_store_lookup_durable(struct dmr_store *st, u32 chunk)
 /**
  * dmr_store_insert() - map a chunk to a slot
  * @st: the store
- * @e: the entry, with chunk and slot set; the map owns it on success
+ * @e: an entry from dmr_store_alloc_entry(); the map owns it on success
+ * @chunk: the chunk
+ * @slot: its slot
+ * @durable: the mapping's record is committed already
  *
  * Return: 0, -EEXIST when the chunk is mapped already, or another error.
  */
-int dmr_store_insert(struct dmr_store *st, struct dmr_map_entry *e)
+int dmr_store_insert(struct dmr_store *st, struct dmr_map_entry *e,
+		     u32 chunk, u32 slot, bool durable)
 {
 	int r;
 
+	e->chunk = chunk;
+	e->slot = slot | (durable ? DMR_SLOT_DURABLE : 0);
 	r = rhashtable_lookup_insert_fast(&st->map->ht, &e->node,
 					  dmr_map_params);
 	if (!r)
 		atomic_inc(&st->nr_mapped);
 	return r;
+}
+
+static int dmr_cmp_u32(const void *a, const void *b)
+{
+	u32 x = *(const u32 *)a, y = *(const u32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/**
+ * dmr_sort_unique() - sort chunks and drop duplicates
+ * @chunks: the chunks, sorted in place
+ * @n: how many
+ *
+ * Return: how many are left, each once, ascending, at the start of @chunks.
+ */
+u32 dmr_sort_unique(u32 *chunks, u32 n)
+{
+	u32 i, out = 0;
+
+	sort(chunks, n, sizeof(*chunks), dmr_cmp_u32, NULL);
+	for (i = 0; i < n; i++)
+		if (!out || chunks[out - 1] != chunks[i])
+			chunks[out++] = chunks[i];
+	return out;
 }
 
 /**
@@ -642,7 +757,7 @@ int dmr_store_collect(struct dmr_store *st, u32 *chunks, u32 max, u32 *n)
 			break;
 		}
 		if (*n >= max)
-			*n = dmr_plan_finish(chunks, *n, 0);
+			*n = dmr_sort_unique(chunks, *n);
 		if (*n >= max) {
 			r = -EIO;
 			break;
@@ -721,24 +836,58 @@ static int dmr_sync_io(struct dm_io_client *io, struct block_device *bdev,
 	return dm_io(&req, 1, &region, NULL, IOPRIO_DEFAULT);
 }
 
-/**
- * dmr_read_header_area() - read a store's first 4 KiB
- * @io: a dm-io client
- * @bdev: the store device
- * @area: a kmalloc'ed buffer of %DMR_HEADER_SECTORS sectors
- *
- * Return: 0 or a negative errno.
- */
-int dmr_read_header_area(struct dm_io_client *io, struct block_device *bdev,
-			 void *area)
+static int dmr_read_header_area(struct dm_io_client *io,
+				struct block_device *bdev, void *area)
 {
 	return dmr_sync_io(io, bdev, REQ_OP_READ, 0, DMR_HEADER_SECTORS, area);
 }
 
 /**
- * dmr_write_header() - write a header durably
+ * dmr_store_read_header() - read a store device's header, and check it
  * @io: a dm-io client
  * @bdev: the store device
+ * @role: the store the table says the device is
+ * @chunk_sectors: the table's chunk size
+ * @secondary_sectors: the table's length
+ * @h: filled with the header when valid
+ * @error: set to the reason on failure
+ *
+ * Return: 0 for a valid header that belongs to the table, 1 for a blank
+ * store, or a negative errno with @error set.
+ */
+int dmr_store_read_header(struct dm_io_client *io, struct block_device *bdev,
+			  enum dmr_role role, u32 chunk_sectors,
+			  u64 secondary_sectors, struct dmr_header *h,
+			  char **error)
+{
+	bool hidden = role == DMR_ROLE_HIDDEN;
+	void *area;
+	int r;
+
+	area = kmalloc(DMR_HEADER_SECTORS << SECTOR_SHIFT, GFP_KERNEL);
+	if (!area) {
+		*error = "Cannot allocate header buffer";
+		return -ENOMEM;
+	}
+	r = dmr_read_header_area(io, bdev, area);
+	if (r) {
+		*error = hidden ? "Cannot read the hidden store's header" :
+				  "Cannot read the active store's header";
+		goto out;
+	}
+	r = dmr_header_pick(area, h, error);
+	if (!r)
+		r = dmr_header_check(h, role, chunk_sectors, secondary_sectors,
+				     bdev_nr_sectors(bdev), error);
+out:
+	kfree(area);
+	return r;
+}
+
+/**
+ * dmr_store_write_header() - write a header durably
+ * @st: the store, open
+ * @io: a dm-io client
  * @h: the header; copy A or B by its generation's parity
  * @flush_first: make what was written to the store before durable first
  *
@@ -748,8 +897,8 @@ int dmr_read_header_area(struct dm_io_client *io, struct block_device *bdev,
  *
  * Return: 0 or a negative errno.
  */
-int dmr_write_header(struct dm_io_client *io, struct block_device *bdev,
-		     const struct dmr_header *h, bool flush_first)
+int dmr_store_write_header(struct dmr_store *st, struct dm_io_client *io,
+			   const struct dmr_header *h, bool flush_first)
 {
 	struct dmr_disk_header *d = kmalloc(sizeof(*d), GFP_NOIO);
 	int r;
@@ -757,7 +906,7 @@ int dmr_write_header(struct dm_io_client *io, struct block_device *bdev,
 	if (!d)
 		return -ENOMEM;
 	dmr_header_encode(h, d);
-	r = dmr_sync_io(io, bdev, REQ_OP_WRITE | REQ_FUA | REQ_SYNC |
+	r = dmr_sync_io(io, st->bdev, REQ_OP_WRITE | REQ_FUA | REQ_SYNC |
 			(flush_first ? REQ_PREFLUSH : 0), h->seq & 1, 1, d);
 	kfree(d);
 	return r;
@@ -815,7 +964,7 @@ static const struct dmr_store_io dmr_bufio_io = {
 
 /**
  * dmr_store_open() - attach a store to its device
- * @st: the store, initialised
+ * @st: the store, made by dmr_store_create()
  * @bdev: the store device
  *
  * Return: 0 or a negative errno.
@@ -832,18 +981,6 @@ int dmr_store_open(struct dmr_store *st, struct block_device *bdev)
 	st->bufio = c;
 	st->io = &dmr_bufio_io;
 	return 0;
-}
-
-/**
- * dmr_store_close() - detach a store from its device
- * @st: the store
- */
-void dmr_store_close(struct dmr_store *st)
-{
-	if (st->bufio)
-		dm_bufio_client_destroy(st->bufio);
-	st->bufio = NULL;
-	st->bdev = NULL;
 }
 
 static int dmr_store_load_block(struct dmr_store *st, u64 b, u64 epoch,
@@ -877,9 +1014,7 @@ static int dmr_store_load_block(struct dmr_store *st, u64 b, u64 epoch,
 			r = -ENOMEM;
 			break;
 		}
-		e->chunk = chunk;
-		e->slot = slot | DMR_SLOT_DURABLE;
-		r = dmr_store_insert(st, e);
+		r = dmr_store_insert(st, e, chunk, slot, true);
 		if (r) {
 			dmr_store_free_entry(e);
 			*error = r == -EEXIST ?
@@ -928,6 +1063,51 @@ int dmr_store_load(struct dmr_store *st, u64 epoch, u64 nr_chunks,
 		cond_resched();
 	}
 	return 0;
+}
+
+/**
+ * dmr_store_queue() - queue a record for the store's next commit
+ * @st: the store
+ * @p: the record; its chunk's data is in its slot.  A commit (or a reset)
+ *     hands it back to its owner.
+ */
+void dmr_store_queue(struct dmr_store *st, struct dmr_pending *p)
+{
+	llist_add(&p->node, &st->pending);
+}
+
+/**
+ * dmr_store_has_pending() - does a record wait for a commit?
+ * @st: the store
+ *
+ * Return: true when one does.
+ */
+bool dmr_store_has_pending(struct dmr_store *st)
+{
+	return !llist_empty(&st->pending);
+}
+
+/**
+ * dmr_store_take_pending() - take the records that wait, uncommitted
+ * @st: the store
+ *
+ * For an owner that will never commit them (its session failed).
+ *
+ * Return: the records.
+ */
+struct llist_node *dmr_store_take_pending(struct dmr_store *st)
+{
+	return llist_del_all(&st->pending);
+}
+
+/**
+ * dmr_store_set_io() - replace the commit's steps (KUnit)
+ * @st: the store
+ * @io: the steps
+ */
+void dmr_store_set_io(struct dmr_store *st, const struct dmr_store_io *io)
+{
+	st->io = io;
 }
 
 /**
@@ -1025,11 +1205,11 @@ out:
 }
 
 /**
- * dmr_cow_init() - module-wide set-up of the stores
+ * dmr_store_module_init() - module-wide set-up of the stores
  *
  * Return: 0 or -ENOMEM.
  */
-int dmr_cow_init(void)
+int dmr_store_module_init(void)
 {
 	dmr_entry_cache = KMEM_CACHE(dmr_map_entry, 0);
 	if (!dmr_entry_cache)
@@ -1043,9 +1223,9 @@ int dmr_cow_init(void)
 }
 
 /**
- * dmr_cow_exit() - module-wide tear-down of the stores
+ * dmr_store_module_exit() - module-wide tear-down of the stores
  */
-void dmr_cow_exit(void)
+void dmr_store_module_exit(void)
 {
 	/* Maps being freed still return entries to the cache: wait for them. */
 	destroy_workqueue(dmr_free_wq);

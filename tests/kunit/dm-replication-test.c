@@ -12,6 +12,10 @@
 #include <linux/slab.h>
 
 #include "dm-replication.h"
+#include "dm-replication-commit.h"
+#include "dm-replication-cow.h"
+#include "dm-replication-format.h"
+#include "dm-replication-test.h"
 
 /* ---- dmr_parse_mode ---------------------------------------------------- */
 
@@ -673,17 +677,17 @@ static void state_machine_follows_qemu(struct kunit *test)
 
 /* ---- the in-core store: map, allocator, epoch switch ----------------------- */
 
-static void store_init_for_test(struct kunit *test, struct dmr_store *st,
-				u64 slots)
+static struct dmr_store *store_for_test(struct kunit *test, u64 slots)
 {
 	struct dmr_layout l = {
 		.meta_start = DMR_HEADER_SECTORS,
 		.meta_blocks = DIV_ROUND_UP(slots, DMR_RECORDS_PER_BLOCK),
 		.nr_slots = slots,
 	};
+	struct dmr_store *st = dmr_store_create("test", DMR_ROLE_ACTIVE, &l, 8);
 
-	KUNIT_ASSERT_EQ(test, dmr_store_init(st, "test", DMR_ROLE_ACTIVE, &l),
-			0);
+	KUNIT_ASSERT_NOT_NULL(test, st);
+	return st;
 }
 
 static void insert(struct kunit *test, struct dmr_store *st, u32 chunk,
@@ -693,9 +697,7 @@ static void insert(struct kunit *test, struct dmr_store *st, u32 chunk,
 	int r;
 
 	KUNIT_ASSERT_NOT_NULL(test, e);
-	e->chunk = chunk;
-	e->slot = slot;
-	r = dmr_store_insert(st, e);
+	r = dmr_store_insert(st, e, chunk, slot, false);
 	KUNIT_EXPECT_EQ(test, r, expect);
 	if (r)
 		dmr_store_free_entry(e);
@@ -703,58 +705,88 @@ static void insert(struct kunit *test, struct dmr_store *st, u32 chunk,
 
 static void store_allocates_until_full(struct kunit *test)
 {
-	struct dmr_store st;
+	struct dmr_store *st;
 	u32 slot, i;
 
-	store_init_for_test(test, &st, 3);
+	st = store_for_test(test, 3);
 	for (i = 0; i < 3; i++) {
-		KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(&st, &slot), 0);
+		KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), 0);
 		KUNIT_EXPECT_EQ(test, slot, i);
 	}
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(&st, &slot), -ENOSPC);
-	KUNIT_EXPECT_EQ(test, dmr_store_used(&st), 3U);
-	dmr_store_exit(&st);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), -ENOSPC);
+	KUNIT_EXPECT_EQ(test, dmr_store_used(st), 3U);
+	dmr_store_destroy(st);
 }
 
 static void store_allocates_runs_whole_or_not_at_all(struct kunit *test)
 {
-	struct dmr_store st;
+	struct dmr_store *st;
 	u32 first = 99;
 
-	store_init_for_test(test, &st, 10);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(&st, 4, &first), 0);
+	st = store_for_test(test, 10);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 4, &first), 0);
 	KUNIT_EXPECT_EQ(test, first, 0U);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(&st, &first), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &first), 0);
 	KUNIT_EXPECT_EQ(test, first, 4U);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(&st, 4, &first), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 4, &first), 0);
 	KUNIT_EXPECT_EQ(test, first, 5U);
 	/* One slot left: a run of two takes nothing. */
 	first = 99;
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(&st, 2, &first), -ENOSPC);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 2, &first), -ENOSPC);
 	KUNIT_EXPECT_EQ(test, first, 99U);
-	KUNIT_EXPECT_EQ(test, dmr_store_used(&st), 9U);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(&st, 1, &first), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_used(st), 9U);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 1, &first), 0);
 	KUNIT_EXPECT_EQ(test, first, 9U);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(&st, 1, &first), -ENOSPC);
-	dmr_store_exit(&st);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 1, &first), -ENOSPC);
+	dmr_store_destroy(st);
 }
+
+/* Steps of a commit that succeed, and look at the store while it runs. */
+static bool clean_in_commit;
+
+static int probe_flush(struct dmr_store *st)
+{
+	clean_in_commit = dmr_store_clean(st);
+	return 0;
+}
+
+static int probe_write_record(struct dmr_store *st, u64 epoch,
+			      const struct dmr_pending *p)
+{
+	return 0;
+}
+
+static int probe_write_dirty(struct dmr_store *st)
+{
+	return 0;
+}
+
+static const struct dmr_store_io probe_store_io = {
+	.flush = probe_flush,
+	.write_record = probe_write_record,
+	.write_dirty = probe_write_dirty,
+};
 
 static void store_is_clean_without_records_or_commit(struct kunit *test)
 {
 	struct dmr_pending p = { .chunk = 3, .slot = 0 };
-	struct dmr_store st;
+	struct llist_node *list;
+	struct dmr_store *st;
+	int err;
 
-	store_init_for_test(test, &st, 10);
-	KUNIT_EXPECT_TRUE(test, dmr_store_clean(&st));
-	llist_add(&p.node, &st.pending);
-	KUNIT_EXPECT_FALSE(test, dmr_store_clean(&st));
-	/* A commit has taken the record and is writing it. */
-	mutex_lock(&st.commit_lock);
-	KUNIT_EXPECT_PTR_EQ(test, llist_del_all(&st.pending), &p.node);
-	KUNIT_EXPECT_FALSE(test, dmr_store_clean(&st));
-	mutex_unlock(&st.commit_lock);
-	KUNIT_EXPECT_TRUE(test, dmr_store_clean(&st));
-	dmr_store_exit(&st);
+	st = store_for_test(test, 10);
+	dmr_store_set_io(st, &probe_store_io);
+	KUNIT_EXPECT_TRUE(test, dmr_store_clean(st));
+	dmr_store_queue(st, &p);
+	KUNIT_EXPECT_FALSE(test, dmr_store_clean(st));
+	/* A commit has taken the record and is writing it: not clean. */
+	clean_in_commit = true;
+	list = dmr_store_commit(st, &err);
+	KUNIT_EXPECT_EQ(test, err, 0);
+	KUNIT_EXPECT_PTR_EQ(test, list, &p.node);
+	KUNIT_EXPECT_FALSE(test, clean_in_commit);
+	KUNIT_EXPECT_TRUE(test, dmr_store_clean(st));
+	dmr_store_destroy(st);
 }
 
 /*
@@ -811,12 +843,12 @@ static void queue_records(struct kunit *test, struct dmr_store *st,
 		KUNIT_ASSERT_EQ(test, dmr_store_alloc_slot(st, &slot), 0);
 		e[i] = dmr_store_alloc_entry(GFP_KERNEL);
 		KUNIT_ASSERT_NOT_NULL(test, e[i]);
-		e[i]->chunk = 10 + i;
-		e[i]->slot = slot;
-		KUNIT_ASSERT_EQ(test, dmr_store_insert(st, e[i]), 0);
+		KUNIT_ASSERT_EQ(test,
+				dmr_store_insert(st, e[i], 10 + i, slot, false),
+				0);
 		p[i] = (struct dmr_pending){ .chunk = 10 + i, .slot = slot,
 					     .entry = e[i] };
-		llist_add(&p[i].node, &st->pending);
+		dmr_store_queue(st, &p[i]);
 	}
 }
 
@@ -833,7 +865,7 @@ static void store_commit_fails_for_good_at_each_step(struct kunit *test)
 {
 	struct dmr_map_entry *e[3];
 	struct dmr_pending p[3], q;
-	struct dmr_store st;
+	struct dmr_store *st;
 	struct fake_io io;
 	struct llist_node *list;
 	int step, err, i;
@@ -841,45 +873,46 @@ static void store_commit_fails_for_good_at_each_step(struct kunit *test)
 	for (step = 0; step <= 4; step++) {
 		io = (struct fake_io){ .fail_at = step };
 		fake = &io;
-		store_init_for_test(test, &st, 10);
-		st.io = &fake_store_io;
-		queue_records(test, &st, p, e);
+		st = store_for_test(test, 10);
+		dmr_store_set_io(st, &fake_store_io);
+		queue_records(test, st, p, e);
 
-		list = dmr_store_commit(&st, &err);
+		list = dmr_store_commit(st, &err);
 		KUNIT_EXPECT_EQ(test, list_len(list), 3U);
-		KUNIT_EXPECT_TRUE(test, llist_empty(&st.pending));
+		KUNIT_EXPECT_FALSE(test, dmr_store_has_pending(st));
 		/* Every step ran, in order, up to the one that failed. */
 		KUNIT_EXPECT_EQ(test, io.step, step ? step : 4);
 		KUNIT_EXPECT_EQ(test, io.records, step == 1 ? 0 : step == 2 ? 1 : 3);
 		for (i = 0; i < 3; i++)
-			KUNIT_EXPECT_EQ(test, !!(e[i]->slot & DMR_SLOT_DURABLE),
+			KUNIT_EXPECT_EQ(test,
+					dmr_store_lookup_durable(st, 10 + i),
 					!step);
 		if (!step) {
 			KUNIT_EXPECT_EQ(test, err, 0);
-			KUNIT_EXPECT_FALSE(test, dmr_store_failed(&st));
-			KUNIT_EXPECT_TRUE(test, dmr_store_clean(&st));
-			dmr_store_exit(&st);
+			KUNIT_EXPECT_FALSE(test, dmr_store_failed(st));
+			KUNIT_EXPECT_TRUE(test, dmr_store_clean(st));
+			dmr_store_destroy(st);
 			continue;
 		}
 		KUNIT_EXPECT_EQ(test, err, -EIO);
-		KUNIT_EXPECT_TRUE(test, dmr_store_failed(&st));
+		KUNIT_EXPECT_TRUE(test, dmr_store_failed(st));
 		/* The bug of issue 10: a failed store must never look clean. */
-		KUNIT_EXPECT_FALSE(test, dmr_store_clean(&st));
+		KUNIT_EXPECT_FALSE(test, dmr_store_clean(st));
 
 		/* Later commits, with records or without, write nothing. */
 		io.fail_at = 0;
 		io.calls = 0;
 		q = (struct dmr_pending){ .chunk = 20, .slot = 5 };
-		llist_add(&q.node, &st.pending);
-		list = dmr_store_commit(&st, &err);
+		dmr_store_queue(st, &q);
+		list = dmr_store_commit(st, &err);
 		KUNIT_EXPECT_PTR_EQ(test, list, &q.node);
 		KUNIT_EXPECT_EQ(test, err, -EIO);
-		list = dmr_store_commit(&st, &err);
+		list = dmr_store_commit(st, &err);
 		KUNIT_EXPECT_NULL(test, list);
 		KUNIT_EXPECT_EQ(test, err, -EIO);
 		KUNIT_EXPECT_EQ(test, io.calls, 0);
-		KUNIT_EXPECT_FALSE(test, dmr_store_clean(&st));
-		dmr_store_exit(&st);
+		KUNIT_EXPECT_FALSE(test, dmr_store_clean(st));
+		dmr_store_destroy(st);
 	}
 	fake = NULL;
 }
@@ -887,67 +920,67 @@ static void store_commit_fails_for_good_at_each_step(struct kunit *test)
 static void store_flush_failure_without_records_fails_the_store(struct kunit *test)
 {
 	struct fake_io io = { .fail_at = 1 };
-	struct dmr_store st;
+	struct dmr_store *st;
 	int err;
 
 	fake = &io;
-	store_init_for_test(test, &st, 10);
-	st.io = &fake_store_io;
-	KUNIT_EXPECT_NULL(test, dmr_store_commit(&st, &err));
+	st = store_for_test(test, 10);
+	dmr_store_set_io(st, &fake_store_io);
+	KUNIT_EXPECT_NULL(test, dmr_store_commit(st, &err));
 	KUNIT_EXPECT_EQ(test, err, -EIO);
-	KUNIT_EXPECT_FALSE(test, dmr_store_clean(&st));
+	KUNIT_EXPECT_FALSE(test, dmr_store_clean(st));
 	io.fail_at = 0;
-	KUNIT_EXPECT_NULL(test, dmr_store_commit(&st, &err));
+	KUNIT_EXPECT_NULL(test, dmr_store_commit(st, &err));
 	KUNIT_EXPECT_EQ(test, err, -EIO);
 	KUNIT_EXPECT_EQ(test, io.calls, 1);
-	dmr_store_exit(&st);
+	dmr_store_destroy(st);
 	fake = NULL;
 }
 
 static void store_maps_chunks(struct kunit *test)
 {
-	struct dmr_store st;
+	struct dmr_store *st;
 	u32 slot, i;
 
-	store_init_for_test(test, &st, 5000);
+	st = store_for_test(test, 5000);
 	for (i = 0; i < 5000; i++)
-		insert(test, &st, i * 7919 % 100003, i, 0);
-	insert(test, &st, 7919, 1, -EEXIST);
-	KUNIT_EXPECT_EQ(test, atomic_read(&st.nr_mapped), 5000);
+		insert(test, st, i * 7919 % 100003, i, 0);
+	insert(test, st, 7919, 1, -EEXIST);
+	KUNIT_EXPECT_EQ(test, dmr_store_nr_mapped(st), 5000);
 	for (i = 0; i < 5000; i++) {
-		KUNIT_EXPECT_TRUE(test, dmr_store_lookup(&st, i * 7919 % 100003,
+		KUNIT_EXPECT_TRUE(test, dmr_store_lookup(st, i * 7919 % 100003,
 							 &slot));
 		KUNIT_EXPECT_EQ(test, slot, i);
 	}
-	KUNIT_EXPECT_FALSE(test, dmr_store_lookup(&st, 1, &slot));
-	dmr_store_exit(&st);
+	KUNIT_EXPECT_FALSE(test, dmr_store_lookup(st, 1, &slot));
+	dmr_store_destroy(st);
 }
 
 static void store_reset_empties_everything(struct kunit *test)
 {
 	struct llist_node *discarded;
 	struct dmr_pending p = { .chunk = 3, .slot = 0 };
-	struct dmr_store st;
+	struct dmr_store *st;
 	u32 slot;
 
-	store_init_for_test(test, &st, 10);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(&st, &slot), 0);
-	insert(test, &st, 3, slot, 0);
-	llist_add(&p.node, &st.pending);
+	st = store_for_test(test, 10);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), 0);
+	insert(test, st, 3, slot, 0);
+	dmr_store_queue(st, &p);
 
-	KUNIT_ASSERT_EQ(test, dmr_store_prepare_reset(&st), 0);
-	dmr_store_reset(&st, 42, &discarded);
+	KUNIT_ASSERT_EQ(test, dmr_store_prepare_reset(st), 0);
+	dmr_store_reset(st, 42, &discarded);
 	KUNIT_EXPECT_PTR_EQ(test, discarded, &p.node);
-	KUNIT_EXPECT_TRUE(test, llist_empty(&st.pending));
-	KUNIT_EXPECT_EQ(test, st.epoch, 42ULL);
-	KUNIT_EXPECT_EQ(test, dmr_store_used(&st), 0U);
-	KUNIT_EXPECT_EQ(test, atomic_read(&st.nr_mapped), 0);
-	KUNIT_EXPECT_FALSE(test, dmr_store_lookup(&st, 3, &slot));
+	KUNIT_EXPECT_FALSE(test, dmr_store_has_pending(st));
+	KUNIT_EXPECT_EQ(test, dmr_store_epoch(st), 42ULL);
+	KUNIT_EXPECT_EQ(test, dmr_store_used(st), 0U);
+	KUNIT_EXPECT_EQ(test, dmr_store_nr_mapped(st), 0);
+	KUNIT_EXPECT_FALSE(test, dmr_store_lookup(st, 3, &slot));
 	/* The same chunk may be mapped again in the new epoch. */
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(&st, &slot), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), 0);
 	KUNIT_EXPECT_EQ(test, slot, 0U);
-	insert(test, &st, 3, slot, 0);
-	dmr_store_exit(&st);
+	insert(test, st, 3, slot, 0);
+	dmr_store_destroy(st);
 }
 
 /* ---- the failover's merge: plan, extents, routes, progress ----------------- */
@@ -1083,45 +1116,45 @@ static void cursor_stops_at_the_first_extent_not_copied(struct kunit *test)
 		list_add_tail(&e[i].list, &list);
 
 	/* Nothing copied: the cursor stays at the first extent. */
-	KUNIT_EXPECT_EQ(test, dmr_merge_cursor(&list, 13, &nr, &nr_ext), 3ULL);
+	KUNIT_EXPECT_EQ(test, dmr_commit_cursor(&list, 13, &nr, &nr_ext), 3ULL);
 	KUNIT_EXPECT_EQ(test, nr, 0U);
 	KUNIT_EXPECT_EQ(test, nr_ext, 0U);
 	/* Copied out of order: the gap holds the cursor. */
 	e[1].done = true;
 	e[2].done = true;
-	KUNIT_EXPECT_EQ(test, dmr_merge_cursor(&list, 13, &nr, &nr_ext), 3ULL);
+	KUNIT_EXPECT_EQ(test, dmr_commit_cursor(&list, 13, &nr, &nr_ext), 3ULL);
 	e[0].done = true;
-	KUNIT_EXPECT_EQ(test, dmr_merge_cursor(&list, 13, &nr, &nr_ext), 13ULL);
+	KUNIT_EXPECT_EQ(test, dmr_commit_cursor(&list, 13, &nr, &nr_ext), 13ULL);
 	KUNIT_EXPECT_EQ(test, nr, 7U);
 	KUNIT_EXPECT_EQ(test, nr_ext, 3U);
 	e[2].done = false;
-	KUNIT_EXPECT_EQ(test, dmr_merge_cursor(&list, 13, &nr, &nr_ext), 12ULL);
+	KUNIT_EXPECT_EQ(test, dmr_commit_cursor(&list, 13, &nr, &nr_ext), 12ULL);
 	KUNIT_EXPECT_EQ(test, nr, 6U);
 	KUNIT_EXPECT_EQ(test, nr_ext, 2U);
 	/* No extent claimed: the cursor is where claiming stopped. */
 	INIT_LIST_HEAD(&list);
-	KUNIT_EXPECT_EQ(test, dmr_merge_cursor(&list, 42, &nr, &nr_ext), 42ULL);
+	KUNIT_EXPECT_EQ(test, dmr_commit_cursor(&list, 42, &nr, &nr_ext), 42ULL);
 }
 
 static void store_collect_lists_every_chunk(struct kunit *test)
 {
 	u32 *chunks = kunit_kcalloc(test, 5000, sizeof(u32), GFP_KERNEL);
-	struct dmr_store st;
+	struct dmr_store *st;
 	u32 n, i;
 
 	KUNIT_ASSERT_NOT_NULL(test, chunks);
-	store_init_for_test(test, &st, 5000);
+	st = store_for_test(test, 5000);
 	for (i = 0; i < 5000; i++)
-		insert(test, &st, i * 7919 % 100003, i, 0);
-	KUNIT_EXPECT_EQ(test, dmr_store_collect(&st, chunks, 5000, &n), 0);
+		insert(test, st, i * 7919 % 100003, i, 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_collect(st, chunks, 5000, &n), 0);
 	KUNIT_ASSERT_EQ(test, n, 5000U);
 	n = dmr_plan_finish(chunks, n, 0);
 	KUNIT_EXPECT_EQ(test, n, 5000U);
 	for (i = 1; i < n; i++)
 		KUNIT_EXPECT_LT(test, chunks[i - 1], chunks[i]);
 	/* Less room than chunks is an error, not an overflow. */
-	KUNIT_EXPECT_EQ(test, dmr_store_collect(&st, chunks, 4999, &n), -EIO);
-	dmr_store_exit(&st);
+	KUNIT_EXPECT_EQ(test, dmr_store_collect(st, chunks, 4999, &n), -EIO);
+	dmr_store_destroy(st);
 }
 
 static struct kunit_case dmr_parse_cases[] = {
