@@ -2,8 +2,9 @@
 /*
  * dm-replication: the on-disk format of a store (hidden or active).
  *
- * Private to dm-replication-cow.c, which alone reads and writes it, and to
- * its KUnit tests.  A store device holds, in 512-byte sectors:
+ * Private to the stores: dm-replication-format.c encodes and decodes it,
+ * dm-replication-cow.c alone reads and writes it; and to the KUnit tests.
+ * A store device holds, in 512-byte sectors:
  *
  *   0          header copy A  (written when the generation is even)
  *   1          header copy B  (written when the generation is odd)
@@ -18,6 +19,7 @@
 #ifndef DM_REPLICATION_FORMAT_H
 #define DM_REPLICATION_FORMAT_H
 
+#include <linux/bits.h>
 #include <linux/types.h>
 
 #include "dm-replication-cow.h"
@@ -28,6 +30,8 @@
 #define DMR_META_BLOCK_SECTORS	(DMR_META_BLOCK_SIZE >> SECTOR_SHIFT)
 #define DMR_RECORD_SIZE		16U
 #define DMR_RECORDS_PER_BLOCK	(DMR_META_BLOCK_SIZE / DMR_RECORD_SIZE)
+/* The most data slots a store has: a mapping keeps a flag in a slot's top bit. */
+#define DMR_MAX_SLOTS		(BIT(31) - 1)
 
 struct dmr_disk_header {
 	__le32 csum;		/* crc32c of the rest of the 512 bytes */

@@ -9,7 +9,8 @@
  *   dm-replication-io.c      the secondary's and the port's data path
  *   dm-replication-commit.c  the failover's merge-down commit
  *   dm-replication-core.c    sessions: loaded state, gate, cells, headers
- *   dm-replication-cow.c     the stores: on-disk format, mapping, records
+ *   dm-replication-cow.c     the stores: mapping, allocator, records
+ *   dm-replication-format.c  the stores' on-disk format
  *
  * Each has a header of its own with its API, documented at the declaration;
  * dm-replication-test.h holds what is exported only for KUnit.
