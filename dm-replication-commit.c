@@ -516,8 +516,6 @@ static int dmr_write_cursor(struct dmr_core *core, u64 cursor)
 	mutex_lock(&core->state_lock);
 	r = dmr_core_new_generation(core, core->state, core->epoch, cursor,
 				    DMR_GEN_HIDDEN_ONLY);
-	if (!r)
-		core->cursor = cursor;
 	mutex_unlock(&core->state_lock);
 	return r;
 }
@@ -534,7 +532,7 @@ static void dmr_commit_failed(struct dmr_core *core, int err)
 
 	mutex_lock(&core->state_lock);
 	spin_lock_irq(&m->lock);
-	WRITE_ONCE(core->state, DMR_STATE_FAILOVER_FAILED);
+	dmr_core_set_state(core, DMR_STATE_FAILOVER_FAILED);
 	m->nr_copied = m->nr_durable;
 	spin_unlock_irq(&m->lock);
 	r = dmr_core_new_generation(core, DMR_STATE_FAILOVER_FAILED,
@@ -560,8 +558,6 @@ static void dmr_commit_done(struct dmr_core *core)
 
 	mutex_lock(&core->state_lock);
 	r = dmr_new_epoch(core, DMR_STATE_DONE);
-	if (!r)
-		core->cursor = 0;
 	mutex_unlock(&core->state_lock);
 	/* Past its commit point the new epoch holds, even with an error. */
 	if (READ_ONCE(core->state) != DMR_STATE_DONE) {
@@ -772,7 +768,7 @@ int dmr_commit_start(struct dmr_core *core)
 					    core->epoch, core->cursor,
 					    DMR_GEN_ACTIVE_LATER);
 	if (!r)
-		WRITE_ONCE(core->state, DMR_STATE_FAILOVER);
+		dmr_core_set_state(core, DMR_STATE_FAILOVER);
 	dmr_thaw(core);						/* 4 */
 	if (r)
 		return r;

@@ -10,10 +10,11 @@
  *
  * Lock order (an arrow: the left one is held while the right one is taken):
  *
- *   dmr_sessions_lock -> nothing of a core's
- *   core->state_lock -> the stores' commit_lock -> core->lock
- *   bucket->lock -> the commit's lock (dm-replication-commit.c)
- *   core->event_lock: alone
+ *   dmr_sessions_lock: alone (a core is loaded and unloaded without it)
+ *   core->state_lock -> a store's commit_lock -> a store's alloc_lock
+ *   core->state_lock -> the commit's lock (dm-replication-commit.c)
+ *   a bucket's lock -> the commit's lock
+ *   core->lock, core->event_lock: alone
  *
  * state_lock serialises what changes the session's state and headers
  * (messages, the commit's cursor, a new epoch); status takes it to see a
@@ -507,8 +508,8 @@ static void dmr_active_header_work(struct work_struct *w)
  *     and so empties the store): the commit point.  On load the store with
  *     the newer generation gives the session's state, and the other store's
  *     header is brought up to it;
- *  3. take the new generation in core (the caller takes state, epoch and
- *     cursor when it is ready to show them);
+ *  3. take the new generation and the cursor in core (the caller takes
+ *     state and epoch when it is ready to show them: dmr_core_set_state());
  *  4. write active's header: now, or from a worker with
  *     %DMR_GEN_ACTIVE_LATER, or not at all with %DMR_GEN_HIDDEN_ONLY.
  *
@@ -538,6 +539,7 @@ int dmr_core_new_generation(struct dmr_core *core, enum dmr_state state,
 		return r;
 	}
 	core->seq = seq;					/* 3 */
+	core->cursor = cursor;
 
 	if (flags & DMR_GEN_HIDDEN_ONLY)			/* 4 */
 		return 0;
@@ -551,6 +553,17 @@ int dmr_core_new_generation(struct dmr_core *core, enum dmr_state state,
 	if (r)
 		dmr_fail(core, r, "write of active's header");
 	return r;
+}
+
+/**
+ * dmr_core_set_state() - show a state the header holds
+ * @core: the session's loaded state; the caller holds its state_lock
+ * @state: the state, durable already (or the session failed)
+ */
+void dmr_core_set_state(struct dmr_core *core, enum dmr_state state)
+{
+	lockdep_assert_held(&core->state_lock);
+	WRITE_ONCE(core->state, state);
 }
 
 /**
@@ -878,7 +891,7 @@ int dmr_new_epoch(struct dmr_core *core, enum dmr_state state)
 	atomic_set(&core->low_water_fired, 0);
 	core->nr_checkpoints++;
 	/* Status shows the new state only with the stores emptied. */
-	WRITE_ONCE(core->state, state);
+	dmr_core_set_state(core, state);
 	if (state != old_state)
 		dmr_raise_event(core);
 out:

@@ -237,6 +237,8 @@ void dmr_wait_persist(struct dmr_core *core, struct bio *bio);
  */
 int dmr_core_new_generation(struct dmr_core *core, enum dmr_state state,
 			    u64 epoch, u64 cursor, unsigned int flags);
+/* Shows @state, which the header holds; under state_lock. */
+void dmr_core_set_state(struct dmr_core *core, enum dmr_state state);
 /* Waits for a new epoch's header of active. */
 void dmr_wait_active_header(struct dmr_core *core);
 /*
