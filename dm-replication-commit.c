@@ -595,7 +595,11 @@ static void dmr_cursor_work(struct work_struct *w)
 	err = m->err;
 	spin_unlock_irq(&m->lock);
 
-	if (cursor > m->durable && (due || err)) {
+	/*
+	 * After a failed copy the commit stops where the disk's cursor is: the
+	 * failed device has the copies since, and a retry copies them again.
+	 */
+	if (cursor > m->durable && due && !err) {
 		r = dmr_write_cursor(core, cursor);
 		if (r) {
 			/* The session failed: the merge stays where it is. */
