@@ -27,29 +27,6 @@
 
 #include "dm-replication.h"
 
-/*
- * The callbacks of one mode.  ctr gets the table's arguments after the mode
- * word and sets ti->private to the mode's struct dmr_target.
- */
-struct dmr_mode_ops {
-	const char *name;
-	int (*ctr)(struct dm_target *ti, struct dm_arg_set *as);
-	void (*dtr)(struct dm_target *ti);
-	int (*map)(struct dm_target *ti, struct bio *bio);
-	void (*status_info)(struct dm_target *ti, char *result,
-			    unsigned int maxlen);
-	void (*status_table)(struct dm_target *ti, char *result,
-			     unsigned int maxlen);
-	int (*message)(struct dm_target *ti, unsigned int argc, char **argv);
-	int (*iterate_devices)(struct dm_target *ti,
-			       iterate_devices_callout_fn fn, void *data);
-	void (*io_hints)(struct dm_target *ti, struct queue_limits *limits);
-	int (*end_io)(struct dm_target *ti, struct bio *bio,
-		      blk_status_t *error);
-	int (*preresume)(struct dm_target *ti);
-	void (*postsuspend)(struct dm_target *ti);
-};
-
 static const struct dmr_mode_ops *dmr_ops(struct dm_target *ti)
 {
 	return ((struct dmr_target *)ti->private)->ops;
@@ -2575,114 +2552,6 @@ static const struct dmr_mode_ops dmr_secondary_ops = {
 	.io_hints = dmr_secondary_io_hints,
 };
 
-/* ---------------------------------------------------------------------------
- * Primary mode.  Parsing only: the mirroring comes with the primary's issue.
- */
-
-static struct dmr_primary *to_primary(struct dm_target *ti)
-{
-	return container_of(ti->private, struct dmr_primary, base);
-}
-
-static const struct dmr_mode_ops dmr_primary_ops;
-
-static void dmr_primary_put_devs(struct dm_target *ti, struct dmr_primary *p)
-{
-	if (p->remote)
-		dm_put_device(ti, p->remote);
-	if (p->local)
-		dm_put_device(ti, p->local);
-}
-
-static int dmr_primary_get_devs(struct dm_target *ti, struct dmr_primary *p,
-				struct dm_arg_set *as)
-{
-	int r;
-
-	r = dmr_get_dev(ti, as, &p->local, "Error opening local device");
-	if (r)
-		return r;
-	r = dmr_get_dev(ti, as, &p->remote, "Error opening remote device");
-	if (r)
-		return r;
-	if (dmr_same_dev(p->local, p->remote)) {
-		ti->error = "Remote device must differ from the local device";
-		return -EINVAL;
-	}
-	r = dmr_check_len(ti, p->local,
-			  "Target length exceeds the local device");
-	if (r)
-		return r;
-	return dmr_check_len(ti, p->remote,
-			     "Target length exceeds the remote device");
-}
-
-static int dmr_primary_ctr(struct dm_target *ti, struct dm_arg_set *as)
-{
-	struct dmr_primary *p;
-	int r;
-
-	if (as->argc < 2) {
-		ti->error = "Not enough arguments: need <local> <remote>";
-		return -EINVAL;
-	}
-
-	p = kzalloc(sizeof(*p), GFP_KERNEL);
-	if (!p) {
-		ti->error = "Cannot allocate primary context";
-		return -ENOMEM;
-	}
-	p->base.ops = &dmr_primary_ops;
-	p->ti = ti;
-
-	r = dmr_primary_get_devs(ti, p, as);
-	if (r)
-		goto bad;
-	r = dmr_parse_no_features(as, &ti->error);
-	if (r)
-		goto bad;
-
-	ti->num_flush_bios = 1;
-	ti->private = &p->base;
-	return 0;
-
-bad:
-	dmr_primary_put_devs(ti, p);
-	kfree(p);
-	return r;
-}
-
-static void dmr_primary_dtr(struct dm_target *ti)
-{
-	struct dmr_primary *p = to_primary(ti);
-
-	dmr_primary_put_devs(ti, p);
-	kfree(p);
-}
-
-/* Until the primary's data path exists, every bio fails with EIO. */
-static int dmr_primary_map(struct dm_target *ti, struct bio *bio)
-{
-	return DM_MAPIO_KILL;
-}
-
-static void dmr_primary_status_info(struct dm_target *ti, char *result,
-				    unsigned int maxlen)
-{
-	unsigned int sz = 0;
-
-	DMEMIT("primary %d", 0);
-}
-
-static void dmr_primary_status_table(struct dm_target *ti, char *result,
-				     unsigned int maxlen)
-{
-	struct dmr_primary *p = to_primary(ti);
-	unsigned int sz = 0;
-
-	DMEMIT("primary %s %s 0", p->local->name, p->remote->name);
-}
-
 static int dmr_no_message(struct dm_target *ti, unsigned int argc,
 			  char **argv)
 {
@@ -2690,30 +2559,6 @@ static int dmr_no_message(struct dm_target *ti, unsigned int argc,
 	      dm_table_device_name(ti->table), dmr_ops(ti)->name, argv[0]);
 	return -EINVAL;
 }
-
-static int dmr_primary_iterate_devices(struct dm_target *ti,
-				       iterate_devices_callout_fn fn,
-				       void *data)
-{
-	struct dmr_primary *p = to_primary(ti);
-	int r;
-
-	r = fn(ti, p->local, 0, ti->len, data);
-	if (!r)
-		r = fn(ti, p->remote, 0, ti->len, data);
-	return r;
-}
-
-static const struct dmr_mode_ops dmr_primary_ops = {
-	.name = "primary",
-	.ctr = dmr_primary_ctr,
-	.dtr = dmr_primary_dtr,
-	.map = dmr_primary_map,
-	.status_info = dmr_primary_status_info,
-	.status_table = dmr_primary_status_table,
-	.message = dmr_no_message,
-	.iterate_devices = dmr_primary_iterate_devices,
-};
 
 /* ---------------------------------------------------------------------------
  * Port mode.

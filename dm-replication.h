@@ -393,7 +393,31 @@ struct dmr_session {
 	u32 chunk_sectors;
 };
 
-struct dmr_mode_ops;
+/*
+ * The callbacks of one mode.  ctr gets the table's arguments after the mode
+ * word and sets ti->private to the mode's struct dmr_target.
+ */
+struct dmr_mode_ops {
+	const char *name;
+	int (*ctr)(struct dm_target *ti, struct dm_arg_set *as);
+	void (*dtr)(struct dm_target *ti);
+	int (*map)(struct dm_target *ti, struct bio *bio);
+	void (*status_info)(struct dm_target *ti, char *result,
+			    unsigned int maxlen);
+	void (*status_table)(struct dm_target *ti, char *result,
+			     unsigned int maxlen);
+	int (*message)(struct dm_target *ti, unsigned int argc, char **argv);
+	int (*iterate_devices)(struct dm_target *ti,
+			       iterate_devices_callout_fn fn, void *data);
+	void (*io_hints)(struct dm_target *ti, struct queue_limits *limits);
+	int (*end_io)(struct dm_target *ti, struct bio *bio,
+		      blk_status_t *error);
+	int (*preresume)(struct dm_target *ti);
+	void (*postsuspend)(struct dm_target *ti);
+};
+
+/* The primary mode (dm-replication-primary.c). */
+extern const struct dmr_mode_ops dmr_primary_ops;
 
 /*
  * What ti->private points to in every mode: the first member of the mode's
@@ -413,14 +437,6 @@ struct dmr_secondary {
 	sector_t chunk_sectors;
 	struct dmr_secondary_features features;
 	struct dmr_session *session;
-};
-
-/* A primary target instance. */
-struct dmr_primary {
-	struct dmr_target base;
-	struct dm_target *ti;
-	struct dm_dev *local;
-	struct dm_dev *remote;
 };
 
 /* A port target instance. */
