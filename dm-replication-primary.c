@@ -78,14 +78,14 @@ static int dmr_parse_feature(const char *name, struct dm_arg_set *as,
 			     unsigned int *argc, struct dmr_primary_features *f,
 			     char **error)
 {
-	if (!strcasecmp(name, "sync_all")) {
+	if (!strcmp(name, "sync_all")) {
 		if (f->sync_all)
 			goto duplicate;
 		f->sync_all = true;
 		return 0;
 	}
-	if (strcasecmp(name, "metadata") && strcasecmp(name, "region_size")) {
-		*error = strcasecmp(name, "low_water_mark") ?
+	if (strcmp(name, "metadata") && strcmp(name, "region_size")) {
+		*error = strcmp(name, "low_water_mark") ?
 			 "Unrecognised feature argument" :
 			 "Feature of secondary mode: low_water_mark";
 		return -EINVAL;
@@ -95,7 +95,7 @@ static int dmr_parse_feature(const char *name, struct dm_arg_set *as,
 		return -EINVAL;
 	}
 	(*argc)--;
-	if (!strcasecmp(name, "metadata")) {
+	if (!strcmp(name, "metadata")) {
 		if (f->metadata)
 			goto duplicate;
 		f->metadata = dm_shift_arg(as);
@@ -268,7 +268,7 @@ int dmr_primary_parse_message(unsigned int argc, char **argv,
 		return -EINVAL;
 	}
 	for (i = 0; i < DMR_PMSG_NR; i++)
-		if (!strcasecmp(argv[0], dmr_pmsg_names[i]))
+		if (!strcmp(argv[0], dmr_pmsg_names[i]))
 			break;
 	if (i == DMR_PMSG_NR) {
 		*error = "Unrecognised message";
