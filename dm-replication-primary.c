@@ -43,6 +43,9 @@
 #define DMR_LOCAL		0
 #define DMR_REMOTE		1
 
+/* dm-log.c's MIRROR_MAGIC: the first word of a disk log. */
+#define DMR_LOG_MAGIC		0x4D695272U
+
 /* Regions copied at once by a resync. */
 #define DMR_MAX_RECOVERY	4U
 
@@ -184,6 +187,15 @@ sector_t dmr_primary_log_sectors(u64 nr_regions, unsigned int lbs)
 	return round_up(DMR_LOG_HEADER_BYTES + bitset, lbs) >> SECTOR_SHIFT;
 }
 
+const char *dmr_primary_log_sync(bool disk, bool sync_all, bool blank)
+{
+	if (sync_all)
+		return "sync";
+	if (disk && !blank)
+		return NULL;
+	return "nosync";
+}
+
 unsigned long dmr_primary_throttle(u64 bytes, u32 kib_per_s)
 {
 	u64 per_s = (u64)kib_per_s * 1024;
@@ -315,7 +327,7 @@ struct dmr_primary {
 
 	spinlock_t lock;		/* the fields below */
 	enum dmr_pstate state;
-	int error;			/* the first remote error */
+	int error;			/* the first remote error: a positive errno */
 	bool event;			/* a state change to signal */
 	struct bio_list writes;		/* to be issued by the worker */
 	struct bio_list failures;	/* their remote half failed */
@@ -391,7 +403,7 @@ static void dmr_primary_event(struct dmr_primary *p, enum dmr_pevent event,
 
 	spin_lock_irqsave(&p->lock, flags);
 	if (err && !p->error)
-		p->error = err;
+		p->error = -err;
 	old = p->state;
 	new = dmr_primary_next_state(old, event);
 	if (new != old) {
@@ -796,21 +808,62 @@ static int dmr_primary_get_metadata(struct dm_target *ti,
 }
 
 /*
+ * Whether the metadata device holds no dm-dirty-log yet.  Its magic is
+ * written by the first resume of the first table and never changes, so a
+ * table this one replaces cannot change the answer.
+ */
+static int dmr_log_is_blank(struct dmr_primary *p, bool *blank)
+{
+	struct dm_io_region where = {
+		.bdev = p->metadata->bdev,
+		.sector = 0,
+		.count = 1,
+	};
+	struct dm_io_request req = {
+		.bi_opf = REQ_OP_READ,
+		.mem.type = DM_IO_KMEM,
+		.client = p->io,
+	};
+	__le32 *buf;
+	int r;
+
+	buf = kmalloc(SECTOR_SIZE, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	req.mem.ptr.addr = buf;
+	r = dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+	if (!r)
+		*blank = le32_to_cpu(buf[0]) != DMR_LOG_MAGIC;
+	kfree(buf);
+	return r;
+}
+
+/*
  * The out-of-sync log: dm-dirty-log's "disk" log on the metadata device, or
- * its "core" log.  A new log starts in sync ("nosync"), or all out of sync
- * with sync_all ("sync"); a disk log keeps what it holds unless sync_all.
+ * its "core" log; see dmr_primary_log_sync() for how it starts.
  */
 static int dmr_primary_make_log(struct dm_target *ti, struct dmr_primary *p)
 {
+	const char *sync;
+	bool blank = true;
 	char size[16];
 	char *argv[3];
 	unsigned int argc = 0;
+	int r;
 
-	if (p->metadata)
+	if (p->metadata) {
+		r = dmr_log_is_blank(p, &blank);
+		if (r) {
+			ti->error = "Cannot read the metadata device";
+			return r;
+		}
 		argv[argc++] = p->metadata->name;
+	}
 	snprintf(size, sizeof(size), "%u", p->region_size);
 	argv[argc++] = size;
-	argv[argc++] = p->features.sync_all ? "sync" : "nosync";
+	sync = dmr_primary_log_sync(p->metadata, p->features.sync_all, blank);
+	if (sync)
+		argv[argc++] = (char *)sync;
 
 	p->log = dm_dirty_log_create(p->metadata ? "disk" : "core", ti, NULL,
 				     argc, argv);
@@ -929,10 +982,10 @@ static int dmr_primary_ctr(struct dm_target *ti, struct dm_arg_set *as)
 	r = dmr_primary_get_metadata(ti, p);
 	if (r)
 		goto bad;
-	r = dmr_primary_make_log(ti, p);
+	r = dmr_primary_make_workers(ti, p);
 	if (r)
 		goto bad;
-	r = dmr_primary_make_workers(ti, p);
+	r = dmr_primary_make_log(ti, p);
 	if (r)
 		goto bad;
 

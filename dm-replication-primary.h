@@ -94,6 +94,18 @@ sector_t dmr_primary_region_len(sector_t len, u32 region_size, u64 region);
 sector_t dmr_primary_log_sectors(u64 nr_regions, unsigned int lbs);
 
 /*
+ * dmr_primary_log_sync() - the sync argument of the dm-dirty-log to create
+ * @disk: a disk log (metadata), else a core log
+ * @sync_all: the feature
+ * @blank: the metadata device holds no log yet
+ *
+ * sync_all makes every region out of sync ("sync"); a disk log that exists
+ * keeps what it holds (no argument: dm-log's "nosync" would ignore it); a
+ * new log starts with every region in sync ("nosync").
+ */
+const char *dmr_primary_log_sync(bool disk, bool sync_all, bool blank);
+
+/*
  * dmr_primary_throttle() - how long a copy of @bytes takes at @kib_per_s
  *
  * Return: jiffies the next copy waits after this one started; 0 when the

@@ -1180,6 +1180,18 @@ static void primary_state_table(struct kunit *test)
 	KUNIT_EXPECT_STREQ(test, dmr_primary_state_name(DMR_P_DONE), "done");
 }
 
+static void primary_log_starts(struct kunit *test)
+{
+	/* core log: in sync, or all out of sync with sync_all */
+	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(false, false, true), "nosync");
+	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(false, true, true), "sync");
+	/* disk log: a new one in sync, an existing one as it is */
+	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(true, false, true), "nosync");
+	KUNIT_EXPECT_NULL(test, dmr_primary_log_sync(true, false, false));
+	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(true, true, false), "sync");
+	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(true, true, true), "sync");
+}
+
 static struct kunit_case dmr_primary_cases[] = {
 	KUNIT_CASE(primary_features_default),
 	KUNIT_CASE(primary_features_all),
@@ -1187,6 +1199,7 @@ static struct kunit_case dmr_primary_cases[] = {
 	KUNIT_CASE(primary_region_arithmetic),
 	KUNIT_CASE(primary_sync_rate),
 	KUNIT_CASE(primary_state_table),
+	KUNIT_CASE(primary_log_starts),
 	{}
 };
 
