@@ -18,6 +18,7 @@
 REPO := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 SOURCES := dm-replication.c dm-replication-io.c dm-replication-commit.c \
 	   dm-replication-core.c dm-replication-cow.c dm-replication-format.c \
+	   dm-replication-primary.c \
 	   dm-replication.h Kbuild
 HEADERS_ONLY := $(wildcard $(REPO)/dm-replication-*.h)
 

@@ -108,6 +108,9 @@ struct dmr_target {
 	const struct dmr_mode_ops *ops;
 };
 
+/* The primary mode (dm-replication-primary.c). */
+extern const struct dmr_mode_ops dmr_primary_ops;
+
 /* The name of a state, as status reports it ("unknown" out of range). */
 const char *dmr_state_name(enum dmr_state state);
 

@@ -6,6 +6,8 @@
     bench.py checkpoint      figure 4: checkpoint latency against stored data
     bench.py failover        figure 5: the merge-down commit against dd
     bench.py memory          figure 6: kernel memory per mapped chunk
+    bench.py primary         figure 8: the primary against dm-raid1; its
+                             checkpoint barrier; its resync against dd
 
 Each writes $OUT/bench/<what>.json: a list of rows
     {fig, dev, workload, peer, metric, unit, runs: [...], median, note}
@@ -828,6 +830,107 @@ def memory_bench():
     return res
 
 
+# ---- figure 8: primary -------------------------------------------------------
+
+PRIMARY_PEERS = ("local", "raid1", "primary", "raid1-disk", "primary-meta")
+
+
+def primary_peer(name, loc, rem, meta, sectors):
+    """Create one primary-side peer over local LOC and remote REM; return
+    (device, dm names to remove)."""
+    if name == "local":
+        return loc, []
+    if name.startswith("raid1"):
+        log_args = "core 2 1024 nosync" if name == "raid1" else \
+            "disk 3 %s 1024 nosync" % meta
+        return dm_create("bmir", "0 %d mirror %s 2 %s 0 %s 0 1 handle_errors"
+                         % (sectors, log_args, loc, rem)), ["bmir"]
+    zero_head(meta)
+    feat = " 2 metadata %s" % meta if name == "primary-meta" else ""
+    return dm_create("bpri", "0 %d replication primary %s %s%s"
+                     % (sectors, loc, rem, feat)), ["bpri"]
+
+
+def primary_barrier(res, dev, n):
+    """Time N checkpoint barriers of the primary "bpri": idle, then with a
+    QD32 random write job running on it (32 writes in flight)."""
+    idle = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        dm_message("bpri", "checkpoint")
+        idle.append((time.perf_counter() - t0) * 1000)
+    job = fio(dev, "randwrite", 4096, 32, 64 * MiB, runtime=3600,
+              background=True)
+    time.sleep(2)
+    busy = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        dm_message("bpri", "checkpoint")
+        busy.append((time.perf_counter() - t0) * 1000)
+        time.sleep(0.01)
+    fio_stop(job, "randwrite")
+    for wl, v in (("checkpoint barrier, idle", idle),
+                  ("checkpoint barrier, 32 writes in flight", busy)):
+        res.add("8", "brd", wl, "primary", "ms", "ms", median(v))
+        res.add("8", "brd", wl, "primary", "p99", "ms", pct(v, 99))
+
+
+def primary_resync(res, d, loc, rem, sectors):
+    """sync_all of the whole device against dd of the same bytes."""
+    mib = sectors * 512 // MiB
+    t0 = time.perf_counter()
+    run(["dd", "if=" + loc, "of=" + rem, "bs=1M", "count=%d" % mib,
+         "iflag=direct", "oflag=direct", "conv=fsync", "status=none"])
+    res.add("8", "brd", "resync %d MiB" % mib, "dd", "mibs", "MiB/s",
+            mib / (time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    dm_create("bpri", "0 %d replication primary %s %s 1 sync_all"
+              % (sectors, loc, rem))
+    try:
+        while dm_status("bpri").split()[1] != "running":
+            time.sleep(0.005)
+        res.add("8", "brd", "resync %d MiB" % mib, "primary", "mibs",
+                "MiB/s", mib / (time.perf_counter() - t0))
+    finally:
+        dm_remove("bpri")
+
+
+def primary_bench():
+    res = Results("primary")
+    d = Devices("brd")
+    loc, rem, meta = d.sec, d.hid, d.act
+    sectors = d.sectors
+    r1 = env_int("DMR_BENCH_QD1_MIB", 8) * MiB
+    r32 = env_int("DMR_BENCH_QD32_MIB", 32) * MiB
+    rs = env_int("DMR_BENCH_SEQ_MIB", 64) * MiB
+    res.meta["devices"] = {"local": loc, "remote": rem, "metadata": meta,
+                           "size_mib": sectors * 512 // MiB}
+    d.prefill()
+    names = os.environ.get("DMR_BENCH_PEERS")
+    peers = [p for p in PRIMARY_PEERS if not names or p in names.split()]
+    for rep in range(REPS):
+        for name in peers:
+            dev, dms = primary_peer(name, loc, rem, meta, sectors)
+            try:
+                rows = fio_jobs([
+                    dict(target=dev, rw="randwrite", bs=4096, qd=1, size=r1),
+                    dict(target=dev, rw="randwrite", bs=4096, qd=32, size=r32),
+                    dict(target=dev, rw="write", bs=MiB, qd=8, size=rs)])
+                res.add("8", "brd", "write 4k qd1", name, "iops", "IOPS",
+                        rows[0]["iops"])
+                res.add("8", "brd", "write 4k qd32", name, "iops", "IOPS",
+                        rows[1]["iops"])
+                res.add("8", "brd", "write 1M seq qd8", name, "mibs", "MiB/s",
+                        rows[2]["mibs"])
+                if name == "primary":
+                    primary_barrier(res, dev, 50)
+            finally:
+                dm_remove(*dms)
+        primary_resync(res, d, loc, rem, sectors)
+        log("rep %d done" % (rep + 1))
+    return res
+
+
 def main(argv):
     what = argv[0] if argv else ""
     if what == "io":
@@ -838,6 +941,8 @@ def main(argv):
         failover_bench()
     elif what == "memory":
         memory_bench()
+    elif what == "primary":
+        primary_bench()
     else:
         print(__doc__)
         return 2

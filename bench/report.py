@@ -248,6 +248,50 @@ def memory_table(d, out):
     out.append("")
 
 
+# ---- figure 8: primary -------------------------------------------------------
+
+PRIMARY_PEERS = ["local", "raid1", "primary", "raid1-disk", "primary-meta"]
+PRIMARY_RATIOS = [("primary", "raid1"), ("primary-meta", "raid1-disk"),
+                  ("primary", "local")]
+
+
+def primary_table(d, out):
+    wls = [w for w in d.workloads("8", "brd") if w.startswith("write")]
+    if not wls:
+        return
+    out.append("### Figure 8: the primary (mirroring to local and remote) — brd\n")
+    out.append("local = the local device alone; raid1 = dm-mirror over the "
+               "same two devices (core log, 512 KiB regions, `handle_errors`); "
+               "primary = ours (core log, 512 KiB regions); raid1-disk and "
+               "primary-meta = the same with a disk log on a third device.\n")
+    peers = [p for p in PRIMARY_PEERS if any(d.get("8", "brd", w, p) for w in wls)]
+    rat = [(a, b) for a, b in PRIMARY_RATIOS if a in peers and b in peers]
+    out.append("| workload | " + " | ".join(peers) + " | " +
+               " | ".join("%s/%s" % ab for ab in rat) + " |")
+    out.append("|---" * (1 + len(peers) + len(rat)) + "|")
+    for w in wls:
+        cells = [fmt(d.med("8", "brd", w, p)) for p in peers]
+        rs = [fmt(pratio(d, "8", "brd", w, a, b)) for a, b in rat]
+        out.append("| %s | %s | %s |" % (w, " | ".join(cells), " | ".join(rs)))
+    out.append("")
+    out.append("| checkpoint barrier | median ms | p99 ms |")
+    out.append("|---|---|---|")
+    for w in d.workloads("8", "brd"):
+        if w.startswith("checkpoint barrier"):
+            out.append("| %s | %s | %s |" % (
+                w, fmt(d.med("8", "brd", w, "primary", "ms"), "ms"),
+                fmt(d.med("8", "brd", w, "primary", "p99"), "ms")))
+    out.append("")
+    for w in d.workloads("8", "brd"):
+        if w.startswith("resync"):
+            out.append("Resync (`sync_all`, unlimited) of the whole device: %s "
+                       "MiB/s; `dd` of the same bytes local → remote "
+                       "(O_DIRECT, fsync): %s MiB/s; ratio %s.\n" % (
+                           fmt(d.med("8", "brd", w, "primary")),
+                           fmt(d.med("8", "brd", w, "dd")),
+                           fmt(pratio(d, "8", "brd", w, "primary", "dd"))))
+
+
 # ---- goals -------------------------------------------------------------------
 
 def goals(d):
@@ -277,6 +321,15 @@ def goals(d):
     io_goal("port first touch ≥ 1.2× dm-snapshot-origin", "3", "first",
             "ours", "snapshot", 1.2)
     io_goal("port rewrite ≥ 0.9× raw", "3", "rewrite", "ours", "raw", 0.9)
+    io_goal("primary writes ≥ 0.9× dm-raid1", "8", "write", "primary",
+            "raid1", 0.9)
+    io_goal("primary writes with metadata ≥ 0.9× dm-raid1 with a disk log",
+            "8", "write", "primary-meta", "raid1-disk", 0.9)
+    bar = d.med("8", "brd", "checkpoint barrier, 32 writes in flight",
+                "primary", "ms")
+    if bar is not None:
+        g.append("- primary checkpoint barrier ≤ 1 ms with 32 writes in flight "
+                 "(brd): %s — median %.2f ms" % (verdict(bar <= 1), bar))
     for dev in d.devs("1"):
         vals = []
         for fig in ("1", "2", "3", "7"):
@@ -478,8 +531,9 @@ def main():
     ckpt_table(d, out)
     failover_table(d, out)
     memory_table(d, out)
+    primary_table(d, out)
     missing = [f for f in ("io-brd", "io-virtio", "checkpoint", "failover",
-                           "memory") if f not in meta]
+                           "memory", "primary") if f not in meta]
     if missing:
         out.append("Not measured in this run (the VM test failed or was not "
                    "selected): %s.\n" % ", ".join(missing))

@@ -15,6 +15,7 @@
 #include "dm-replication-commit.h"
 #include "dm-replication-cow.h"
 #include "dm-replication-format.h"
+#include "dm-replication-primary.h"
 #include "dm-replication-test.h"
 
 /* ---- dmr_parse_mode ---------------------------------------------------- */
@@ -1157,6 +1158,236 @@ static void store_collect_lists_every_chunk(struct kunit *test)
 	dmr_store_destroy(st);
 }
 
+/* ---- primary mode -------------------------------------------------------- */
+
+static void primary_features_default(struct kunit *test)
+{
+	struct dmr_primary_features f;
+	struct dm_arg_set none = { .argc = 0, .argv = NULL };
+	struct dm_arg_set empty = ARG_SET("0");
+	char *error = NULL;
+
+	KUNIT_EXPECT_EQ(test, dmr_primary_parse_features(&none, &f, &error), 0);
+	KUNIT_EXPECT_EQ(test, f.region_size, DMR_REGION_DEFAULT);
+	KUNIT_EXPECT_FALSE(test, f.has_region_size);
+	KUNIT_EXPECT_FALSE(test, f.sync_all);
+	KUNIT_EXPECT_NULL(test, f.metadata);
+	KUNIT_EXPECT_EQ(test, dmr_primary_parse_features(&empty, &f, &error), 0);
+	KUNIT_EXPECT_EQ(test, f.region_size, DMR_REGION_DEFAULT);
+}
+
+static void primary_features_all(struct kunit *test)
+{
+	struct dmr_primary_features f;
+	struct dm_arg_set as = ARG_SET("5", "sync_all", "region_size", "2097152",
+				       "metadata", "/dev/md");
+	char *error = NULL;
+
+	KUNIT_EXPECT_EQ(test, dmr_primary_parse_features(&as, &f, &error), 0);
+	KUNIT_EXPECT_TRUE(test, f.sync_all);
+	KUNIT_EXPECT_TRUE(test, f.has_region_size);
+	KUNIT_EXPECT_EQ(test, f.region_size, 2097152U);
+	KUNIT_EXPECT_STREQ(test, f.metadata, "/dev/md");
+	KUNIT_EXPECT_EQ(test, as.argc, 0U);
+}
+
+struct primary_feature_case {
+	unsigned int argc;
+	const char *argv[6];
+	const char *error;
+};
+
+static const struct primary_feature_case bad_primary_features[] = {
+	{ 1, { "6" }, "Invalid number of feature arguments" },
+	{ 1, { "1" }, "Invalid number of feature arguments" },
+	{ 2, { "1", "sync" }, "Unrecognised feature argument" },
+	{ 2, { "1", "SYNC_ALL" }, "Unrecognised feature argument" },
+	{ 3, { "2", "low_water_mark", "8" },
+	  "Feature of secondary mode: low_water_mark" },
+	{ 2, { "1", "metadata" }, "Feature needs an argument" },
+	{ 2, { "1", "region_size" }, "Feature needs an argument" },
+	{ 3, { "2", "region_size", "4" },
+	  "Invalid region_size: expected a power of two from 8 to 2097152 sectors" },
+	{ 3, { "2", "region_size", "1000" },
+	  "Invalid region_size: expected a power of two from 8 to 2097152 sectors" },
+	{ 3, { "2", "region_size", "4194304" },
+	  "Invalid region_size: expected a power of two from 8 to 2097152 sectors" },
+	{ 3, { "2", "region_size", "x" },
+	  "Invalid region_size: expected a power of two from 8 to 2097152 sectors" },
+	{ 3, { "2", "sync_all", "sync_all" }, "Duplicate feature argument" },
+	{ 5, { "4", "metadata", "a", "metadata", "b" },
+	  "Duplicate feature argument" },
+	{ 5, { "4", "region_size", "8", "region_size", "8" },
+	  "Duplicate feature argument" },
+	{ 3, { "1", "sync_all", "junk" }, "Too many arguments" },
+};
+
+static void primary_features_reject(struct kunit *test)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(bad_primary_features); i++) {
+		const struct primary_feature_case *c = &bad_primary_features[i];
+		char *argv[6];
+		struct dm_arg_set as = { .argc = c->argc, .argv = argv };
+		struct dmr_primary_features f;
+		char *error = NULL;
+
+		memcpy(argv, c->argv, sizeof(argv));
+		KUNIT_EXPECT_EQ_MSG(test,
+				    dmr_primary_parse_features(&as, &f, &error),
+				    -EINVAL, "case %u", i);
+		KUNIT_EXPECT_STREQ_MSG(test, error, c->error, "case %u", i);
+	}
+}
+
+static void primary_region_arithmetic(struct kunit *test)
+{
+	struct dmr_primary_features f = { .region_size = DMR_REGION_DEFAULT };
+	char *error = NULL;
+	sector_t len;
+	u32 rs = 0;
+
+	/* Without region_size the default shrinks to fit the target. */
+	KUNIT_EXPECT_EQ(test, dmr_primary_region_size(1 << 20, &f, &rs, &error), 0);
+	KUNIT_EXPECT_EQ(test, rs, 1024U);
+	KUNIT_EXPECT_EQ(test, dmr_primary_region_size(1000, &f, &rs, &error), 0);
+	KUNIT_EXPECT_EQ(test, rs, 512U);
+	KUNIT_EXPECT_EQ(test, dmr_primary_region_size(8, &f, &rs, &error), 0);
+	KUNIT_EXPECT_EQ(test, rs, 8U);
+	KUNIT_EXPECT_EQ(test, dmr_primary_region_size(7, &f, &rs, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Target is shorter than the smallest region (8 sectors)");
+	/* A region_size from the table must fit. */
+	f.has_region_size = true;
+	f.region_size = 2048;
+	KUNIT_EXPECT_EQ(test, dmr_primary_region_size(2048, &f, &rs, &error), 0);
+	KUNIT_EXPECT_EQ(test, rs, 2048U);
+	KUNIT_EXPECT_EQ(test, dmr_primary_region_size(2047, &f, &rs, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error, "Region size exceeds the target length");
+
+	/* Regions, the last one partial. */
+	KUNIT_EXPECT_EQ(test, dmr_primary_nr_regions(4096, 1024), 4ULL);
+	KUNIT_EXPECT_EQ(test, dmr_primary_nr_regions(4097, 1024), 5ULL);
+	KUNIT_EXPECT_EQ(test, dmr_primary_nr_regions(8, 8), 1ULL);
+	KUNIT_EXPECT_EQ(test, dmr_primary_region_len(4097, 1024, 0), (sector_t)1024);
+	KUNIT_EXPECT_EQ(test, dmr_primary_region_len(4097, 1024, 3), (sector_t)1024);
+	KUNIT_EXPECT_EQ(test, dmr_primary_region_len(4097, 1024, 4), (sector_t)1);
+	KUNIT_EXPECT_EQ(test, dmr_primary_region_len(4097, 1024, 5), (sector_t)0);
+	len = dmr_primary_region_len(1ULL << 40, 1U << 21, (1ULL << 19) - 1);
+	KUNIT_EXPECT_EQ(test, len, (sector_t)(1U << 21));
+
+	/* The disk log: 1 KiB of header, then a bitmap in longs. */
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_sectors(1, 512), (sector_t)3);
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_sectors(64, 512), (sector_t)3);
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_sectors(4096, 512), (sector_t)3);
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_sectors(4097, 512), (sector_t)4);
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_sectors(1, 4096), (sector_t)8);
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_sectors(1 << 20, 4096),
+			(sector_t)264);
+}
+
+static void primary_sync_rate(struct kunit *test)
+{
+	enum dmr_pmsg msg;
+	char *error = NULL;
+	u32 rate = 7;
+
+#define PMSG(n, ...) dmr_primary_parse_message(n, ARGS(__VA_ARGS__), &msg, \
+					      &rate, &error)
+	KUNIT_EXPECT_EQ(test, PMSG(2, "sync_rate", "1024"), 0);
+	KUNIT_EXPECT_EQ(test, msg, DMR_PMSG_SYNC_RATE);
+	KUNIT_EXPECT_EQ(test, rate, 1024U);
+	KUNIT_EXPECT_EQ(test, PMSG(2, "sync_rate", "0"), 0);
+	KUNIT_EXPECT_EQ(test, rate, 0U);
+	KUNIT_EXPECT_EQ(test, PMSG(2, "sync_rate", "-1"), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Invalid sync_rate: expected KiB/s, 0 for unlimited");
+	KUNIT_EXPECT_EQ(test, PMSG(2, "sync_rate", "4294967296"), -EINVAL);
+	KUNIT_EXPECT_EQ(test, PMSG(1, "sync_rate"), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error, "Message takes one argument");
+	KUNIT_EXPECT_EQ(test, PMSG(2, "checkpoint", "now"), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error, "Message takes no arguments");
+	KUNIT_EXPECT_EQ(test, PMSG(1, "failover"), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error, "Unrecognised message");
+	KUNIT_EXPECT_EQ(test, PMSG(1, "stop"), 0);
+	KUNIT_EXPECT_EQ(test, msg, DMR_PMSG_STOP);
+	KUNIT_EXPECT_EQ(test, PMSG(0, "stop"), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error, "Missing message");
+#undef PMSG
+
+	/* The wait after a copy: bytes at KiB/s, in jiffies, rounded up. */
+	KUNIT_EXPECT_EQ(test, dmr_primary_throttle(512 * 1024, 0), 0UL);
+	KUNIT_EXPECT_EQ(test, dmr_primary_throttle(512 * 1024, 1024), (unsigned long)HZ / 2);
+	KUNIT_EXPECT_EQ(test, dmr_primary_throttle(1024 * 1024, 1024), (unsigned long)HZ);
+	KUNIT_EXPECT_EQ(test, dmr_primary_throttle(1, 1024), 1UL);
+	KUNIT_EXPECT_EQ(test, dmr_primary_throttle(1ULL << 30, 1), (unsigned long)HZ << 20);
+	KUNIT_EXPECT_EQ(test, dmr_primary_throttle(1ULL << 30, U32_MAX), 1UL);
+}
+
+static void primary_state_table(struct kunit *test)
+{
+	static const enum dmr_pstate after[DMR_P_NR_STATES][3] = {
+		/* remote error, synced, stop */
+		[DMR_P_RUNNING] = { DMR_P_DEGRADED, DMR_P_RUNNING, DMR_P_DONE },
+		[DMR_P_SYNCING] = { DMR_P_DEGRADED, DMR_P_RUNNING, DMR_P_DONE },
+		[DMR_P_DEGRADED] = { DMR_P_DEGRADED, DMR_P_DEGRADED, DMR_P_DONE },
+		[DMR_P_DONE] = { DMR_P_DONE, DMR_P_DONE, DMR_P_DONE },
+	};
+	static const enum dmr_paction act[DMR_P_NR_STATES][DMR_PMSG_NR] = {
+		/* checkpoint, stop, sync_rate */
+		[DMR_P_RUNNING] = { DMR_PACT_BARRIER, DMR_PACT_STOP, DMR_PACT_SYNC_RATE },
+		[DMR_P_SYNCING] = { DMR_PACT_BUSY, DMR_PACT_STOP, DMR_PACT_SYNC_RATE },
+		[DMR_P_DEGRADED] = { DMR_PACT_FAIL, DMR_PACT_STOP, DMR_PACT_SYNC_RATE },
+		[DMR_P_DONE] = { DMR_PACT_FAIL, DMR_PACT_NOTHING, DMR_PACT_SYNC_RATE },
+	};
+	const enum dmr_pevent events[] = {
+		DMR_PEV_REMOTE_ERROR, DMR_PEV_SYNCED, DMR_PEV_STOP,
+	};
+	unsigned int s, e, m;
+
+	for (s = 0; s < DMR_P_NR_STATES; s++) {
+		for (e = 0; e < ARRAY_SIZE(events); e++)
+			KUNIT_EXPECT_EQ_MSG(test, dmr_primary_next_state(s, events[e]),
+					    after[s][e], "state %u event %u", s, e);
+		for (m = 0; m < DMR_PMSG_NR; m++)
+			KUNIT_EXPECT_EQ_MSG(test, dmr_primary_msg_action(s, m),
+					    act[s][m], "state %u msg %u", s, m);
+	}
+	KUNIT_EXPECT_STREQ(test, dmr_primary_state_name(DMR_P_RUNNING), "running");
+	KUNIT_EXPECT_STREQ(test, dmr_primary_state_name(DMR_P_SYNCING), "syncing");
+	KUNIT_EXPECT_STREQ(test, dmr_primary_state_name(DMR_P_DEGRADED), "degraded");
+	KUNIT_EXPECT_STREQ(test, dmr_primary_state_name(DMR_P_DONE), "done");
+}
+
+static void primary_log_starts(struct kunit *test)
+{
+	/* core log: in sync, or all out of sync with sync_all */
+	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(false, false, true), "nosync");
+	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(false, true, true), "sync");
+	/* disk log: a new one in sync, an existing one as it is */
+	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(true, false, true), "nosync");
+	KUNIT_EXPECT_NULL(test, dmr_primary_log_sync(true, false, false));
+	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(true, true, false), "sync");
+	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(true, true, true), "sync");
+}
+
+static struct kunit_case dmr_primary_cases[] = {
+	KUNIT_CASE(primary_features_default),
+	KUNIT_CASE(primary_features_all),
+	KUNIT_CASE(primary_features_reject),
+	KUNIT_CASE(primary_region_arithmetic),
+	KUNIT_CASE(primary_sync_rate),
+	KUNIT_CASE(primary_state_table),
+	KUNIT_CASE(primary_log_starts),
+	{}
+};
+
+static struct kunit_suite dmr_primary_suite = {
+	.name = "dm-replication-primary",
+	.test_cases = dmr_primary_cases,
+};
+
 static struct kunit_case dmr_parse_cases[] = {
 	KUNIT_CASE(mode_accepts_the_three_modes),
 	KUNIT_CASE(mode_rejects_missing_and_unknown),
@@ -1239,4 +1470,4 @@ static struct kunit_suite dmr_commit_suite = {
 };
 
 kunit_test_suites(&dmr_parse_suite, &dmr_format_suite, &dmr_state_suite,
-		  &dmr_store_suite, &dmr_commit_suite);
+		  &dmr_store_suite, &dmr_commit_suite, &dmr_primary_suite);

@@ -128,7 +128,7 @@ dmsetup create pri --table "0 $(dev_sectors $TINY) replication primary $OTHER $T
 check_eq "$(dmsetup table pri)" \
 	"0 8 replication primary $(devno $OTHER) $(devno $TINY) 0" \
 	"primary prints its canonical table"
-check_eq "$(dmsetup status pri)" "0 8 replication primary 0" "primary status"
+check_eq "$(dmsetup status pri)" "0 8 replication primary running 0 0 0/1" "primary status"
 
 # ---- messages -----------------------------------------------------------------
 expect_msg_error top "bogus" "Unrecognised message: bogus"
@@ -136,7 +136,7 @@ expect_msg_error top "checkpoint now" "Message takes no arguments: checkpoint"
 expect_msg_error top "commit_depth" "Message needs an argument: commit_depth"
 expect_msg_error top "commit_depth 0" "Invalid commit_depth: expected 1 to 64 extents: commit_depth"
 expect_msg_error top "commit_depth 8 8" "Message takes one argument: commit_depth"
-expect_msg_error pri "checkpoint" "primary mode accepts no messages: checkpoint"
+expect_msg_error pri "bogus" "Unrecognised message: bogus"
 dmsetup create port --table "0 $S replication port $SEC" || not_ok "port again"
 expect_msg_error port "stop" "port mode accepts no messages: stop"
 
