@@ -103,7 +103,11 @@ int dmr_parse_chunk_size(const char *arg, sector_t *chunk_sectors,
 	return 0;
 }
 
-/* The numbers tables and messages take, with their errors (dm-flakey's way). */
+/*
+ * The numbers tables and messages take, with their errors (dm-flakey's way).
+ * They are read with dmr_read_uint(), not dm_read_arg(): its sscanf() takes
+ * 4294967297 for 1.
+ */
 static const struct dm_arg dmr_low_water_mark_arg = {
 	.min = 0,
 	.max = UINT_MAX,
@@ -115,6 +119,18 @@ static const struct dm_arg dmr_commit_depth_arg = {
 	.max = DMR_COMMIT_DEPTH_MAX,
 	.error = "Invalid commit_depth: expected 1 to 64 extents",
 };
+
+/* Reads a number within @arg's range, or sets @arg's error. */
+static int dmr_read_uint(const struct dm_arg *arg, const char *s,
+			 unsigned int *value, char **error)
+{
+	if (!s || kstrtouint(s, 10, value) || *value < arg->min ||
+	    *value > arg->max) {
+		*error = arg->error;
+		return -EINVAL;
+	}
+	return 0;
+}
 
 /*
  * Reads the feature argument group that may close a table: a count and that
@@ -182,8 +198,8 @@ int dmr_parse_secondary_features(struct dm_arg_set *as,
 			return -EINVAL;
 		}
 		argc--;
-		r = dm_read_arg(&dmr_low_water_mark_arg, as,
-				&f->low_water_mark, error);
+		r = dmr_read_uint(&dmr_low_water_mark_arg, dm_shift_arg(as),
+				  &f->low_water_mark, error);
 		if (r)
 			return r;
 		f->has_low_water_mark = true;
@@ -263,13 +279,9 @@ int dmr_parse_message(unsigned int argc, char **argv, enum dmr_msg *msg,
 			*error = "Message needs an argument";
 			return -EINVAL;
 		}
-		if (i == DMR_MSG_COMMIT_DEPTH) {
-			struct dm_arg_set as = { .argc = 1, .argv = &argv[1] };
-
-			if (dm_read_arg(&dmr_commit_depth_arg, &as, value,
-					error))
-				return -EINVAL;
-		}
+		if (i == DMR_MSG_COMMIT_DEPTH &&
+		    dmr_read_uint(&dmr_commit_depth_arg, argv[1], value, error))
+			return -EINVAL;
 		*msg = i;
 		return 0;
 	}

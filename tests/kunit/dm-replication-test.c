@@ -207,6 +207,8 @@ static const struct feature_case bad_features[] = {
 	  "Invalid low_water_mark: not a number" },
 	{ 3, { "2", "low_water_mark", "-1" },
 	  "Invalid low_water_mark: not a number" },
+	{ 3, { "2", "low_water_mark", "4294967297" },
+	  "Invalid low_water_mark: not a number" },
 	{ 3, { "2", "discard", "1" }, "Unrecognised feature argument" },
 	{ 2, { "1", "LOW_WATER_MARK" }, "Unrecognised feature argument" },
 	{ 2, { "2", "low_water_mark" }, "Invalid number of feature arguments" },
@@ -293,7 +295,8 @@ static void message_accepts_the_four(struct kunit *test)
 
 static void message_rejects_bad_commit_depth(struct kunit *test)
 {
-	static const char * const bad[] = { "0", "65", "x", "-1", "8x", "" };
+	static const char * const bad[] = { "0", "65", "x", "-1", "8x", "",
+					    "4294967297" };
 	unsigned int value = 0, i;
 	enum dmr_msg msg;
 	char *error = NULL;
