@@ -95,7 +95,7 @@ start_job() {
 	local fw0 i
 	fw0=$(field pri 3)
 	fio --name="$1" --filename=$P --direct=1 --ioengine=libaio --iodepth=16 \
-		--rw=randwrite --bs=4k --size=32M --time_based --runtime=20 \
+		--rw=randwrite --bs=4k --size=32M --time_based --runtime=12 \
 		--output="$TMPDIR/$1.out" &
 	JOB=$!
 	for ((i = 0; i < 300; i++)); do
@@ -111,7 +111,7 @@ dmsetup create pri --table "0 $S replication primary $L /dev/nbd0" || die "canno
 
 # ---- fio verify over NBD ----------------------------------------------------------------
 if fio --name=v --filename=$P --direct=1 --ioengine=libaio --iodepth=16 \
-	--rw=randwrite --bssplit=4k/60:64k/30:512/10 --size=24M --fsync=32 \
+	--rw=randwrite --bssplit=4k/60:64k/30:512/10 --size=12M --fsync=32 \
 	--verify=crc32c --do_verify=1 --verify_fatal=1 --output="$TMPDIR/v.out"; then
 	ok "fio verify on a primary over NBD"
 else

@@ -64,11 +64,11 @@ check_eq "$(field pri 1)" running "the primary runs over the port"
 
 sum() { dd if="$1" bs=1M iflag=direct status=none | sha1sum; }
 
-for n in 1 2 3 4; do
+for n in 1 2 3; do
 	# Both VMs run: the primary's workload, the secondary VM's own writes.
 	fio --name=w$n --filename=$P --direct=1 --ioengine=libaio --iodepth=16 \
 		--rw=randwrite --bssplit=4k/50:16k/25:512/15:64k/10 --randseed=$n \
-		--size=48M --number_ios=3000 --output="$TMPDIR/w$n.out" ||
+		--size=48M --number_ios=1500 --output="$TMPDIR/w$n.out" ||
 		not_ok "checkpoint $n: the workload failed"
 	fio --name=s$n --filename=$TOP --direct=1 --ioengine=libaio --iodepth=8 \
 		--rw=randwrite --bs=4k --randseed=$((n + 100)) --number_ios=300 \
@@ -84,7 +84,7 @@ for n in 1 2 3 4; do
 done
 check_eq "$(field pri 1) $(field pri 2)" "running 0" "the primary is still running, no error"
 fw=$(field pri 3)
-[ "$fw" -ge 12000 ] && ok "$fw writes forwarded" || not_ok "forwarded: $fw"
+[ "$fw" -ge 4500 ] && ok "$fw writes forwarded" || not_ok "forwarded: $fw"
 
 dmsetup remove pri
 nbd-client -d /dev/nbd0 >/dev/null 2>&1
