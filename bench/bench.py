@@ -861,14 +861,28 @@ def primary_barrier(res, dev, n):
         idle.append((time.perf_counter() - t0) * 1000)
     job = fio(dev, "randwrite", 4096, 32, 64 * MiB, runtime=3600,
               background=True)
-    time.sleep(2)
+    # Until the job writes (a signal in fio's start-up may be lost).
+    fw0 = int(dm_status("bpri").split()[3])
+    for _ in range(600):
+        if int(dm_status("bpri").split()[3]) > fw0 + 1000:
+            break
+        time.sleep(0.1)
     busy = []
     for _ in range(n):
         t0 = time.perf_counter()
         dm_message("bpri", "checkpoint")
         busy.append((time.perf_counter() - t0) * 1000)
         time.sleep(0.01)
-    fio_stop(job, "randwrite")
+    try:
+        fio_stop(job, "randwrite")
+    except subprocess.TimeoutExpired:
+        log("fio does not stop: status %s" % dm_status("bpri"))
+        for pid in run("pgrep -x fio", check=False).split():
+            log("fio %s: %s" % (pid, run("cat /proc/%s/stack" % pid,
+                                         check=False)))
+        run("echo w > /proc/sysrq-trigger", check=False)
+        job.kill()
+        raise
     for wl, v in (("checkpoint barrier, idle", idle),
                   ("checkpoint barrier, 32 writes in flight", busy)):
         res.add("8", "brd", wl, "primary", "ms", "ms", median(v))
