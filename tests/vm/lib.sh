@@ -165,6 +165,22 @@ revive_disk() { dmsetup load crashdisk --table "$linear_table" && dmsetup resume
 # field DEV N: the Nth field of a replication target's status (1: the state).
 field() { dmsetup status "$1" | awk -v n="$2" '{print $(n + 4)}'; }
 
+# wait_field DEV N VALUE SECS: poll status field N of DEV until it is VALUE;
+# false after SECS.
+wait_field() {
+	local i
+	for ((i = 0; i < $4 * 10; i++)); do
+		[ "$(field "$1" "$2")" = "$3" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# sum DEV: the sha1 of a whole device, read O_DIRECT (a device's page cache
+# does not see writes made under it); same A B: their content is equal.
+sum() { dd if="$1" bs=1M iflag=direct status=none | sha1sum; }
+same() { [ "$(sum "$1")" = "$(sum "$2")" ]; }
+
 # ---- differential runs (tests/vm/differential.py) --------------------------
 
 # blank_session B: remove top and port, and blank the stores /dev/mapper/Bhid

@@ -37,20 +37,6 @@ remote_table() {	# remote_table linear|flakey|error
 }
 set_remote() { dmsetup load premote --table "$(remote_table "$1")" && dmsetup resume premote; }
 
-# wait_field DEV N VALUE SECS: poll status field N until it is VALUE.
-wait_field() {
-	local i
-	for ((i = 0; i < $4 * 10; i++)); do
-		[ "$(field "$1" "$2")" = "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-# Direct reads: a device's page cache does not see writes made under it.
-sum() { dd if="$1" bs=1M iflag=direct status=none | sha1sum; }
-same() { [ "$(sum "$1")" = "$(sum "$2")" ]; }
-
 # ---- tables ---------------------------------------------------------------------
 bad() { expect_ctr_error bad "0 $S replication primary $L $R $1" "$2"; }
 bad "1 region_size" "Feature needs an argument"

@@ -31,17 +31,6 @@ set_remote() {
 	dmsetup load premote --table "$t" && dmsetup resume premote
 }
 
-wait_field() {	# wait_field DEV N VALUE SECS
-	local i
-	for ((i = 0; i < $4 * 10; i++)); do
-		[ "$(field "$1" "$2")" = "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-sum() { dd if="$1" bs=1M iflag=direct status=none | sha1sum; }
-same() { [ "$(sum "$1")" = "$(sum "$2")" ]; }
 oos() { local f; f=$(field "$1" 4); echo "${f%/*}"; }
 # region DEV N: the first 4 KiB of region N (512 KiB regions).
 region() { dd if="$1" bs=4k count=1 skip=$(($2 * 128)) iflag=direct status=none | sha1sum; }

@@ -49,16 +49,6 @@ set_remote() {
 cut() { dmsetup load crashdisk --table "$flakey_table" && dmsetup resume --noflush crashdisk; }
 revive() { dmsetup load crashdisk --table "$linear_table" && dmsetup resume crashdisk; }
 
-wait_field() {	# wait_field DEV N VALUE SECS
-	local i
-	for ((i = 0; i < $4 * 10; i++)); do
-		[ "$(field "$1" "$2")" = "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-sum() { dd if="$1" bs=1M iflag=direct status=none | sha1sum; }
-
 # reboot: remove the primary (its last log writes are dropped too), revive
 # the disk, load the same table again; the log line says how many regions
 # it found out of sync.

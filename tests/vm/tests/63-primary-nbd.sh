@@ -73,15 +73,6 @@ stop_server() {
 attach() { nbd-client -N remote $SERVER 10809 /dev/nbd0 -timeout $TIMEOUT >/dev/null || die "nbd-client"; }
 detach() { nbd-client -d /dev/nbd0 >/dev/null 2>&1; }
 
-wait_field() {	# wait_field DEV N VALUE SECS
-	local i
-	for ((i = 0; i < $4 * 10; i++)); do
-		[ "$(field "$1" "$2")" = "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-sum() { dd if="$1" bs=1M iflag=direct status=none | sha1sum; }
 fio_ok() {	# fio_ok OUT RC WHAT
 	if [ "$2" -eq 0 ] && ! grep -qE 'err= *[1-9]' "$1"; then
 		ok "$3: the fio job saw no error"

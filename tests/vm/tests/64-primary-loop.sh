@@ -62,8 +62,6 @@ nbd-client -N port $SERVER 10809 /dev/nbd0 -timeout 10 >/dev/null || die "nbd-cl
 dmsetup create pri --table "0 $S replication primary $L /dev/nbd0" || die "cannot create pri"
 check_eq "$(field pri 1)" running "the primary runs over the port"
 
-sum() { dd if="$1" bs=1M iflag=direct status=none | sha1sum; }
-
 for n in 1 2 3; do
 	# Both VMs run: the primary's workload, the secondary VM's own writes.
 	fio --name=w$n --filename=$P --direct=1 --ioengine=libaio --iodepth=16 \
