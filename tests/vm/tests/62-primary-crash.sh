@@ -94,12 +94,15 @@ for round in 1 2 3; do
 	fw0=$(field pri 3)
 	fio --name=c$round --filename=$P --direct=1 --ioengine=libaio --iodepth=32 \
 		--rw=randwrite --bssplit=4k/60:16k/30:64k/10 --randseed=$round \
-		--time_based --runtime=6 --output="$TMPDIR/fio$round.out" &
+		--time_based --runtime=10 --output="$TMPDIR/fio$round.out" &
 	pid=$!
+	# Cut once some writes went through, while fio still runs: a busy
+	# host may take seconds to start it.
 	for ((i = 0; i < 200; i++)); do
-		[ "$(field pri 3)" -gt $((fw0 + 300 * round)) ] && break
+		[ "$(field pri 3)" -gt $((fw0 + 100 * round)) ] && break
 		sleep 0.05
 	done
+	kill -0 $pid 2>/dev/null || not_ok "round $round: fio ended before the cut"
 	cut || die "round $round: cannot cut"
 	wait $pid || not_ok "round $round: fio saw an error"
 	reboot
