@@ -16,22 +16,29 @@
 #  6. promote after the failover while a writer keeps writing to the top: no
 #     I/O error, old data reads back, the table is a primary, it syncs, the
 #     remote gets everything; wait --until running;
-#  7. wipe --yes, a new session, failover of a suspended top (state failover,
-#     merge not started): checkpoint, stop and promote refused (4); wait
-#     --until done, started before the resume, returns at done; wait --until
-#     running from done is refused (4); wait on a removed device (3);
+#  7. wipe --yes, a new session; a failover whose merge fails (dm-error under
+#     the secondary device): failover --wait exits 1, wait --until done 4;
+#     its retry on a suspended top (state failover, merge not started):
+#     checkpoint, stop and promote refused (4); wait --until done, plain and
+#     on a terminal (a progress bar), started before the resume, returns at
+#     done;
 #  8. the split-brain guard: secondary create over failed-over stores fails on
 #     the port, says why, and removes the top again;
 #  9. primary create: a smaller remote refused, a primary with features,
-#     sync-rate, checkpoint, stop.
+#     sync-rate, checkpoint, stop; wait --until running from done refused (4);
+#     wait on a device removed meanwhile (3).
 . "$REPO/tests/vm/lib.sh"
 
 RC=$REPO/tools/replctl/replctl
 [ -x "$RC" ] || die "no $RC: make replctl"
 
 ram_disks 5 16
-SEC=/dev/ram0 HID=/dev/ram1 ACT=/dev/ram2 REM=/dev/ram3 META=/dev/ram4
-S=$(dev_sectors $SEC)
+HID=/dev/ram1 ACT=/dev/ram2 REM=/dev/ram3 META=/dev/ram4
+S=$(dev_sectors /dev/ram0)
+# The secondary device is a dm device over ram0, so that its first 2 MiB can
+# be made to fail writes (dm-error; flushes still pass) during a failover.
+dmsetup create sec --table "0 $S linear /dev/ram0 0" || die "cannot create sec"
+SEC=/dev/mapper/sec
 TOP=/dev/mapper/top
 trap 'exec 9>&-; dm_remove_all' EXIT
 
@@ -59,16 +66,17 @@ json() {
 	python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"
 }
 
-# until_file TEST FILE: wait (30 s at most) until [ TEST FILE ] holds: a
-# background process has got that far.
-until_file() {
+# until_ok CMD...: wait (30 s at most) until CMD succeeds: a background
+# process has got that far.
+until_ok() {
 	local i
 	for ((i = 0; i < 300; i++)); do
-		[ "$1" "$2" ] && return 0
+		"$@" && return 0
 		sleep 0.1
 	done
 	return 1
 }
+until_file() { until_ok [ "$1" "$2" ]; }
 
 first4k() { dd if="$1" bs=4096 count=1 iflag=direct status=none | sha1sum; }
 
@@ -232,19 +240,36 @@ dmsetup remove top || not_ok "remove the primary"
 expect 0 "" "a new session" $RC secondary create top --secondary $SEC --hidden $HID --active $ACT --chunk 4k
 check_eq "$(field top 1) $(dmsetup table top | awk '{print $8}')" "running 8" "running, 4 KiB chunks"
 dd if=$TMPDIR/data of=$TOP bs=1M oflag=direct status=none || not_ok "write to the top"
+printf '0 4096 error\n4096 %d linear /dev/ram0 4096\n' $((S - 4096)) | dmsetup load sec &&
+	dmsetup resume sec || not_ok "cannot make sec fail"
+expect 1 "top: is failover_failed \(error 5, .*cannot reach done" \
+	"failover --wait when the merge fails" $RC failover top --wait
+check_eq "$(field top 1) $(field top 2)" "failover_failed 5" "the failover failed with error 5"
+expect 4 "top: is failover_failed \(error 5, .*cannot reach done" "wait --until done in failover_failed" \
+	$RC wait top --until done
+expect 4 "the device is failover_failed, not running" "checkpoint in failover_failed" $RC checkpoint top
+dmsetup load sec --table "0 $S linear /dev/ram0 0" && dmsetup resume sec || not_ok "cannot repair sec"
 dmsetup suspend top || not_ok "suspend top"
-expect 0 "" "failover of the suspended top" $RC failover top
-check_eq "$(field top 1) $(field top 6)" "failover 512" "failover, its merge not started"
+expect 0 "" "failover (a retry) of the suspended top" $RC failover top
+check_eq "$(field top 1)" failover "failover, its merge not started"
 expect 4 "the device is failover, not running" "checkpoint in failover" $RC checkpoint top
 expect 4 "the secondary is failover" "stop in failover" $RC stop top
 expect 4 "the secondary is failover" "promote in failover" $RC promote top --remote $REM
 $RC wait top --until done >"$TMPDIR/wait" 2>&1 &
 WAIT=$!
 until_file -s "$TMPDIR/wait" || not_ok "wait printed nothing"
-head -n 1 "$TMPDIR/wait" | grep -q "^top: secondary failover 0 " && ok "wait shows the failover" ||
+head -n 1 "$TMPDIR/wait" | grep -qE "^top: secondary failover [0-9]+ " && ok "wait shows the failover" ||
 	not_ok "wait's first line: $(cat "$TMPDIR/wait")"
+# The same on a terminal (script(1) gives it one): a progress bar.
+script -qfec "$RC wait top --until done" "$TMPDIR/tty" </dev/null >/dev/null 2>&1 &
+TTYWAIT=$!
+until_ok grep -sqE "top: \[-{40}\] +0\.0% +[0-9]+/[0-9]+ chunks left" "$TMPDIR/tty" &&
+	ok "on a terminal, wait draws a progress bar" || not_ok "no progress bar: $(cat -A "$TMPDIR/tty")"
 dmsetup resume top || not_ok "resume top"
 wait $WAIT && ok "wait --until done returned 0" || not_ok "wait --until done: $(cat "$TMPDIR/wait")"
+wait $TTYWAIT && ok "wait --until done on a terminal returned 0" || not_ok "wait on a terminal failed"
+grep -qa "^top: secondary done 0 " "$TMPDIR/tty" && ok "on a terminal too, done ends it" ||
+	not_ok "tty output: $(cat -A "$TMPDIR/tty")"
 cat "$TMPDIR/wait"
 tail -n 1 "$TMPDIR/wait" | grep -q "^top: secondary done 0 " && ok "wait's last line is done" ||
 	not_ok "wait's last line: $(tail -n 1 "$TMPDIR/wait")"
