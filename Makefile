@@ -2,7 +2,8 @@
 #
 # dm-replication: out-of-tree build, checks, tests and demo.
 #
-#   make                  build dm-replication.ko for KVER (see below)
+#   make                  build dm-replication.ko for KVER (see below) and replctl
+#   make replctl          build tools/replctl/replctl, the operator's tool
 #   make KVER=6.1.0-56-amd64   build against another installed kernel
 #   make KDIR=/path/to/tree    build against a configured kernel tree
 #   make check            checkpatch, sparse, W=1 builds, KUnit, VM tests
@@ -33,10 +34,21 @@ KDIR ?= /lib/modules/$(KVER)/build
 BUILD := $(REPO)/build/$(or $(KVER),unknown)
 W ?= 1
 
-.PHONY: all modules deps modules_install clean check demo bench kunit vmtest \
+.PHONY: all modules replctl deps modules_install clean check demo bench kunit vmtest \
 	checkpatch sparse clean-kver
 
-all: modules
+all: modules replctl
+
+# The operator's tool: userspace C against libdevmapper (libdevmapper-dev).
+REPLCTL := $(REPO)/tools/replctl/replctl
+REPLCTL_SRC := $(wildcard $(REPO)/tools/replctl/*.c $(REPO)/tools/replctl/*.h)
+REPLCTL_CFLAGS := -Wall -Wextra -Werror -O2 -g
+replctl: $(REPLCTL)
+
+$(REPLCTL): $(REPLCTL_SRC)
+	@pkg-config --exists devmapper || $(REPO)/tools/install-deps
+	$(CC) $(REPLCTL_CFLAGS) $(CFLAGS) $$(pkg-config --cflags devmapper) \
+		-o $@ $(filter %.c,$^) $$(pkg-config --libs devmapper)
 
 deps:
 	@$(REPO)/tools/install-deps
@@ -90,4 +102,4 @@ clean-kver:
 	rm -f $(BUILD)/*.o $(BUILD)/.*.cmd $(BUILD)/*.ko $(BUILD)/*.mod*
 
 clean:
-	rm -rf $(REPO)/build $(REPO)/dm-replication.ko
+	rm -rf $(REPO)/build $(REPO)/dm-replication.ko $(REPLCTL)
