@@ -757,6 +757,8 @@ static const char usage_text[] =
 "                        [--chunk SIZE] [--low-water-mark N]\n"
 "  primary create NAME --local DEV --remote DEV [--metadata DEV]\n"
 "                      [--region-size SIZE] [--sync-all]\n"
+"  primary reload NAME --remote DEV [--metadata DEV] [--region-size SIZE]\n"
+"                      [--sync-all]\n"
 "  checkpoint NAME...\n"
 "  stop NAME\n"
 "  failover NAME [--wait]\n"
@@ -1000,26 +1002,56 @@ static int cmd_secondary(int argc, char **argv)
 	return fail(EX_FAIL, "%s; %s was removed again", why, name);
 }
 
-static int cmd_primary(int argc, char **argv)
+/* The table parameters of a primary; region in bytes, 0 for the default. */
+static void primary_params(char *params, size_t n, const char *local, const char *remote,
+			   const char *metadata, uint64_t region, bool sync_all)
+{
+	char feat[256] = "";
+	int nfeat = 0;
+
+	if (metadata) {
+		nfeat += 2;
+		snprintf(feat + strlen(feat), sizeof(feat) - strlen(feat), " metadata %s",
+			 metadata);
+	}
+	if (region) {
+		nfeat += 2;
+		snprintf(feat + strlen(feat), sizeof(feat) - strlen(feat),
+			 " region_size %" PRIu64, region / 512);
+	}
+	if (sync_all) {
+		nfeat++;
+		snprintf(feat + strlen(feat), sizeof(feat) - strlen(feat), " sync_all");
+	}
+	snprintf(params, n, "primary %s %s %d%s", local, remote, nfeat, feat);
+}
+
+/* --region-size: 0 with *region set (0 when absent), or an exit code */
+static int region_opt(const char *cmd, const struct opts *o, uint64_t *region)
+{
+	*region = 0;
+	if (o->region && (!parse_size(o->region, region) || !power_of_two(*region) ||
+			  *region < 4096 || *region > (1ULL << 30)))
+		return fail(EX_USAGE, "%s: --region-size %s: expected a power of two from 4k to 1g",
+			    cmd, o->region);
+	return 0;
+}
+
+static int primary_create(int argc, char **argv)
 {
 	static const int allowed[] = { O_LOCAL, O_REMOTE, O_METADATA, O_REGION, O_SYNC_ALL, 0 };
-	uint64_t lsize, rsize, msize, region = 0;
-	char params[512], feat[256] = "";
-	int nfeat = 0, r;
+	uint64_t lsize, rsize, msize, region;
+	char params[512];
 	struct opts o;
+	int r;
 
-	if (argc < 2 || strcmp(argv[1], "create"))
-		return fail(EX_USAGE, "primary: expected 'primary create NAME ...'");
 	r = parse("primary create", argc - 1, argv + 1, allowed, 1, 1, &o);
 	if (r)
 		return r < 0 ? (fputs(usage_text, stdout), EX_OK) : r;
 	if ((r = need("primary create", o.local, "--local")) ||
-	    (r = need("primary create", o.remote, "--remote")))
+	    (r = need("primary create", o.remote, "--remote")) ||
+	    (r = region_opt("primary create", &o, &region)))
 		return r;
-	if (o.region && (!parse_size(o.region, &region) || !power_of_two(region) ||
-			 region < 4096 || region > (1ULL << 30)))
-		return fail(EX_USAGE, "primary create: --region-size %s: expected a power of two from 4k to 1g",
-			    o.region);
 	if ((r = blockdev_size(o.local, "local device", &lsize)) ||
 	    (r = blockdev_size(o.remote, "remote device", &rsize)) ||
 	    (o.metadata && (r = blockdev_size(o.metadata, "metadata device", &msize))))
@@ -1027,22 +1059,70 @@ static int cmd_primary(int argc, char **argv)
 	if (rsize < lsize)
 		return fail(EX_FAIL, "remote device %s (%s) is smaller than local device %s (%s)",
 			    o.remote, human(rsize), o.local, human(lsize));
-	if (o.metadata) {
-		nfeat += 2;
-		snprintf(feat + strlen(feat), sizeof(feat) - strlen(feat), " metadata %s",
-			 o.metadata);
-	}
-	if (region) {
-		nfeat += 2;
-		snprintf(feat + strlen(feat), sizeof(feat) - strlen(feat),
-			 " region_size %" PRIu64, region / 512);
-	}
-	if (o.sync_all) {
-		nfeat++;
-		snprintf(feat + strlen(feat), sizeof(feat) - strlen(feat), " sync_all");
-	}
-	snprintf(params, sizeof(params), "primary %s %s %d%s", o.local, o.remote, nfeat, feat);
+	primary_params(params, sizeof(params), o.local, o.remote, o.metadata, region,
+		       o.sync_all);
 	return create(o.args[0], lsize / 512, params);
+}
+
+/*
+ * primary reload NAME --remote DEV: the same primary onto a new remote (a
+ * reconnect, or a secondary that joins), live.  Its local device, metadata
+ * device and region size are kept unless given; the new table takes over the
+ * out-of-sync regions (only they are copied), or all of them with --sync-all.
+ */
+static int primary_reload(int argc, char **argv)
+{
+	static const int allowed[] = { O_REMOTE, O_METADATA, O_REGION, O_SYNC_ALL, 0 };
+	char params[512], why[600];
+	uint64_t rsize, msize, region;
+	struct repl r;
+	struct opts o;
+	int rc, err;
+
+	rc = parse("primary reload", argc - 1, argv + 1, allowed, 1, 1, &o);
+	if (rc)
+		return rc < 0 ? (fputs(usage_text, stdout), EX_OK) : rc;
+	if ((rc = need("primary reload", o.remote, "--remote")) ||
+	    (rc = region_opt("primary reload", &o, &region)))
+		return rc;
+	if ((rc = repl_get(o.args[0], &r)) ||
+	    (rc = want_mode(&r, 1U << M_PRIMARY, "primary reload")))
+		return rc;
+	if ((rc = blockdev_size(o.remote, "remote device", &rsize)) ||
+	    (o.metadata && (rc = blockdev_size(o.metadata, "metadata device", &msize))))
+		return rc;
+	if (rsize < r.length * 512)
+		return fail(EX_FAIL, "remote device %s (%s) is smaller than %s (%s)", o.remote,
+			    human(rsize), r.name, human(r.length * 512));
+	if (!region && strstr(r.table, "region_size"))
+		region = r.region * 512;
+	primary_params(params, sizeof(params), r.dev[0], o.remote,
+		       o.metadata ? o.metadata : r.meta[0] ? r.meta : NULL, region,
+		       o.sync_all);
+	kmsg_mark();
+	err = dm_load(DM_DEVICE_RELOAD, r.name, r.length, params);
+	if (err) {
+		snprintf(why, sizeof(why), "%s", kernel_says());
+		simple(DM_DEVICE_CLEAR, r.name, false);
+		return fail(EX_FAIL, "%s: primary reload: the kernel refused the table '%s': %s%s; the old table keeps serving",
+			    r.name, params, strerror(err), why);
+	}
+	kmsg_mark();
+	err = simple(DM_DEVICE_RESUME, r.name, true);
+	if (err)
+		return fail(EX_FAIL, "%s: primary reload: resuming with the new table failed: %s%s",
+			    r.name, strerror(err), kernel_says());
+	printf("%s: reloaded: mirroring %s to %s\n", r.name, r.dev[0], o.remote);
+	return EX_OK;
+}
+
+static int cmd_primary(int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "create"))
+		return primary_create(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "reload"))
+		return primary_reload(argc, argv);
+	return fail(EX_USAGE, "primary: expected 'primary create NAME ...' or 'primary reload NAME ...'");
 }
 
 /* ---- messages --------------------------------------------------------------------- */

@@ -61,9 +61,13 @@ waitfor() {
 	tail -n 2 "$TMPDIR/wait.out" | sed 's/^/      /'
 	return $rc
 }
-jfield() {	# jfield NAME KEY: one field of replctl status --json
-	"$REPLCTL" status "$1" --json |
-		python3 -c 'import json,sys; d=json.load(sys.stdin); d=d[0] if isinstance(d,list) else d; print(d[sys.argv[1]])' "$2"
+jfield() {	# jfield NAME KEY[.KEY]: one field of replctl status --json
+	"$REPLCTL" status "$1" --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for k in sys.argv[1].split("."):
+    d = d[k]
+print(d)' "$2"
 }
 
 [ -x "$REPLCTL" ] || die "no $REPLCTL: run make"
@@ -319,7 +323,7 @@ start_workload pri /mnt/pvm lost
 start_diverging sec /dev/mapper/svm
 wait_files 30
 stop_diverging
-cbw=$(jfield svm-port copied)
+cbw=$(jfield svm-port copies)
 if [ "$cbw" -gt 0 ]; then
 	ok "writes after the last checkpoint reached the secondary ($cbw chunks copied before write)"
 else
@@ -345,7 +349,7 @@ FO_PID=$!
 
 say "4. A QEMU guest boots on the secondary's top device while the merge runs"
 state=$(jfield svm state)
-left=$(jfield svm chunks_to_commit)
+left=$(jfield svm to_commit.chunks)
 check_eq "$state" failover "the merge is running when the guest starts ($left chunks to commit)"
 cat >"$TMPDIR/guest.sh" <<'EOF'
 mkdir -p /mnt
