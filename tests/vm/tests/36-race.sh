@@ -1,5 +1,8 @@
 #!/bin/bash
 # timeout: 600
+# kernels: 6.12
+# (6.12 only: it checks our own parsing and cell logic, the same source on
+# every kernel; 6.1 keeps the tests where the kernels can differ.)
 #
 # Concurrency on the same chunks (tests/vm/race.py): the port's
 # copy-before-write racing top reads of the same chunks and top copy-ups of

@@ -25,6 +25,7 @@
 #  8. the split-brain guard: secondary create over failed-over stores fails on
 #     the port, says why, and removes the top again;
 #  9. primary create: a smaller remote refused, a primary with features,
+#     primary reload (features kept unless given),
 #     sync-rate, checkpoint, stop; wait --until running from done refused (4);
 #     wait on a device removed meanwhile (3).
 . "$REPO/tests/vm/lib.sh"
@@ -309,6 +310,13 @@ expect 0 "" "primary create" $RC primary create pri --local $SEC --remote $REM -
 check_eq "$(dmsetup table pri)" "0 $S replication primary $(devno $SEC) $(devno $REM) 3 region_size 128 sync_all" \
 	"the primary's table"
 expect 0 "" "wait pri --until running" $RC wait pri --until running
+expect 2 "--remote DEV is required" "primary reload without --remote" $RC primary reload pri
+expect 1 "smaller than pri" "primary reload onto a smaller remote" \
+	$RC primary reload pri --remote /dev/mapper/small
+expect 0 "" "primary reload onto the same remote" $RC primary reload pri --remote $REM
+check_eq "$(dmsetup table pri)" "0 $S replication primary $(devno $SEC) $(devno $REM) 2 region_size 128" \
+	"the reload kept the region size and dropped sync_all"
+check_eq "$(field pri 1)" running "the reloaded primary runs: nothing was out of sync"
 expect 0 "" "sync-rate pri 1000" $RC sync-rate pri 1000
 expect 0 "" "stop pri" $RC stop pri
 check_eq "$(field pri 1)" done "the primary is done"
