@@ -133,6 +133,13 @@ static bool dmr_layout_valid(const struct dmr_layout *l, u32 chunk_sectors)
 	       l->data_start == dmr_data_start(l->nr_slots, chunk_sectors);
 }
 
+/* Chunks of a target of @sectors, without overflowing near U64_MAX. */
+static u64 dmr_nr_chunks(u64 sectors, u32 chunk_sectors)
+{
+	return (sectors >> ilog2(chunk_sectors)) +
+	       !!(sectors & (chunk_sectors - 1));
+}
+
 /**
  * dmr_header_decode() - decode and validate one on-disk header copy
  * @d: the 512-byte on-disk form
@@ -189,6 +196,11 @@ int dmr_header_decode(const struct dmr_disk_header *d, struct dmr_header *h,
 	}
 	if (!dmr_layout_valid(&h->layout, h->chunk_sectors)) {
 		*error = "Store header has an invalid layout";
+		return -EINVAL;
+	}
+	if (h->commit_cursor > dmr_nr_chunks(h->secondary_sectors,
+					     h->chunk_sectors)) {
+		*error = "Store header has a commit cursor past the target's end";
 		return -EINVAL;
 	}
 	return 0;

@@ -483,6 +483,46 @@ static void header_rejects_each_corruption(struct kunit *test)
 	}
 }
 
+/* Regression: a commit cursor past the target's end was accepted. */
+static void header_refuses_cursor_past_the_end(struct kunit *test)
+{
+	struct dmr_disk_header *d = kunit_kmalloc(test, sizeof(*d), GFP_KERNEL);
+	struct dmr_header h, back;
+	char *error = NULL;
+	u64 nr_chunks;
+
+	KUNIT_ASSERT_NOT_NULL(test, d);
+	memset(&h, 0, sizeof(h));
+	h.role = DMR_ROLE_HIDDEN;
+	h.seq = 9;
+	h.epoch = 0x1234567890abcdefULL;
+	h.state = DMR_STATE_FAILOVER;
+	h.chunk_sectors = 8;
+	h.secondary_sectors = (1 << 20) + 1;	/* the last chunk is partial */
+	nr_chunks = (1 << 17) + 1;
+	dmr_layout_init(&h.layout, 1 << 17, 8);
+
+	h.commit_cursor = nr_chunks;		/* all merged: valid */
+	dmr_header_encode(&h, d);
+	KUNIT_EXPECT_EQ(test, dmr_header_decode(d, &back, &error), 0);
+	KUNIT_EXPECT_EQ(test, back.commit_cursor, nr_chunks);
+
+	h.commit_cursor = nr_chunks + 1;
+	dmr_header_encode(&h, d);
+	KUNIT_EXPECT_EQ(test, dmr_header_decode(d, &back, &error), -EINVAL);
+	KUNIT_EXPECT_STREQ(test, error,
+			   "Store header has a commit cursor past the target's end");
+
+	/* No overflow in rounding a length near U64_MAX up to chunks. */
+	h.secondary_sectors = U64_MAX;
+	h.commit_cursor = U64_MAX / 8 + 1;
+	dmr_header_encode(&h, d);
+	KUNIT_EXPECT_EQ(test, dmr_header_decode(d, &back, &error), 0);
+	h.commit_cursor = U64_MAX;
+	dmr_header_encode(&h, d);
+	KUNIT_EXPECT_EQ(test, dmr_header_decode(d, &back, &error), -EINVAL);
+}
+
 static void *header_area(struct kunit *test)
 {
 	void *area = kunit_kzalloc(test, DMR_HEADER_SECTORS << SECTOR_SHIFT,
@@ -1413,6 +1453,7 @@ static struct kunit_case dmr_parse_cases[] = {
 static struct kunit_case dmr_format_cases[] = {
 	KUNIT_CASE(header_round_trips),
 	KUNIT_CASE(header_rejects_each_corruption),
+	KUNIT_CASE(header_refuses_cursor_past_the_end),
 	KUNIT_CASE(pick_blank_and_newest),
 	KUNIT_CASE(pick_survives_a_torn_copy),
 	KUNIT_CASE(check_matches_the_table),
