@@ -138,8 +138,10 @@ stop_exports() {	# stop_exports HOST
 	return 0
 }
 wait_gone() { while kill -0 "$1" 2>/dev/null; do sleep 0.05; done; }
+# The ioctl interface (-nonetlink): 6.1's nbd netlink family is not there in
+# a network namespace other than the first.
 attach() {	# attach HOST SERVER EXPORT NBDDEV
-	on "$1" nbd-client -N "$3" "$2" 10809 "$4" -timeout 10 >/dev/null ||
+	on "$1" nbd-client -N "$3" "$2" 10809 "$4" -timeout 10 -nonetlink >/dev/null ||
 		die "$1 cannot attach $3 from $2"
 }
 
