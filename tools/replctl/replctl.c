@@ -310,6 +310,28 @@ static int run(struct dm_task *dmt, bool nodes)
 	return err;
 }
 
+/*
+ * Resume NAME: swap in its inactive table if it has one (dm suspends it
+ * first).  With nolockfs the suspend leaves a file system on NAME alone
+ * (dmsetup's --nolockfs): one frozen with fsfreeze cannot be frozen again by
+ * 6.1, whose suspend then fails with EBUSY.
+ */
+static int resume(const char *name, bool nolockfs)
+{
+	struct dm_task *dmt = task(DM_DEVICE_RESUME, name);
+	int err;
+
+	if (!dmt)
+		return ENOMEM;
+	if (nolockfs && !dm_task_skip_lockfs(dmt)) {
+		dm_task_destroy(dmt);
+		return EINVAL;
+	}
+	err = run(dmt, true);
+	dm_task_destroy(dmt);
+	return err;
+}
+
 static int simple(int type, const char *name, bool nodes)
 {
 	struct dm_task *dmt = task(type, name);
@@ -758,7 +780,7 @@ static const char usage_text[] =
 "  primary create NAME --local DEV --remote DEV [--metadata DEV]\n"
 "                      [--region-size SIZE] [--sync-all]\n"
 "  primary reload NAME --remote DEV [--metadata DEV] [--region-size SIZE]\n"
-"                      [--sync-all]\n"
+"                      [--sync-all] [--nolockfs]\n"
 "  checkpoint NAME...\n"
 "  stop NAME\n"
 "  failover NAME [--wait]\n"
@@ -766,7 +788,7 @@ static const char usage_text[] =
 "  commit-depth NAME N          1 to 64\n"
 "  status [NAME] [--json]\n"
 "  wait NAME [--until STATE]\n"
-"  promote NAME --remote DEV [--metadata DEV]\n"
+"  promote NAME --remote DEV [--metadata DEV] [--nolockfs]\n"
 "  wipe --hidden DEV --active DEV [--yes]\n"
 "  help\n"
 "\n"
@@ -777,13 +799,13 @@ static const char usage_text[] =
 struct opts {
 	const char *secondary, *hidden, *active, *local, *remote, *metadata;
 	const char *chunk, *lwm, *region, *until;
-	bool sync_all, wait, json, yes;
+	bool sync_all, wait, json, yes, nolockfs;
 	int nargs;
 	char **args;
 };
 
 enum { O_SECONDARY = 256, O_HIDDEN, O_ACTIVE, O_CHUNK, O_LWM, O_LOCAL, O_REMOTE,
-	O_METADATA, O_REGION, O_SYNC_ALL, O_WAIT, O_JSON, O_UNTIL, O_YES, O_HELP };
+	O_METADATA, O_REGION, O_SYNC_ALL, O_WAIT, O_JSON, O_UNTIL, O_YES, O_NOLOCKFS, O_HELP };
 
 static const struct option all_options[] = {
 	{ "secondary", required_argument, NULL, O_SECONDARY },
@@ -800,6 +822,7 @@ static const struct option all_options[] = {
 	{ "json", no_argument, NULL, O_JSON },
 	{ "until", required_argument, NULL, O_UNTIL },
 	{ "yes", no_argument, NULL, O_YES },
+	{ "nolockfs", no_argument, NULL, O_NOLOCKFS },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 }
 };
@@ -845,6 +868,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, const int *allowed
 		case O_JSON: o->json = true; break;
 		case O_UNTIL: o->until = optarg; break;
 		case O_YES: o->yes = true; break;
+		case O_NOLOCKFS: o->nolockfs = true; break;
 		}
 	}
 	o->nargs = argc - optind;
@@ -1002,6 +1026,20 @@ static int cmd_secondary(int argc, char **argv)
 	return fail(EX_FAIL, "%s; %s was removed again", why, name);
 }
 
+/* After a failed resume: what NAME is left doing, for the error line. */
+static const char *left_after_resume(const char *name, const char *serving)
+{
+	struct dm_task *dmt = task(DM_DEVICE_INFO, name);
+	struct dm_info info;
+	bool suspended = false;
+
+	if (dmt && !run(dmt, false) && dm_task_get_info(dmt, &info))
+		suspended = info.exists && info.suspended;
+	if (dmt)
+		dm_task_destroy(dmt);
+	return suspended ? "; it is left suspended: resume it, or reload its old table" : serving;
+}
+
 /* The table parameters of a primary; region in bytes, 0 for the default. */
 static void primary_params(char *params, size_t n, const char *local, const char *remote,
 			   const char *metadata, uint64_t region, bool sync_all)
@@ -1072,7 +1110,7 @@ static int primary_create(int argc, char **argv)
  */
 static int primary_reload(int argc, char **argv)
 {
-	static const int allowed[] = { O_REMOTE, O_METADATA, O_REGION, O_SYNC_ALL, 0 };
+	static const int allowed[] = { O_REMOTE, O_METADATA, O_REGION, O_SYNC_ALL, O_NOLOCKFS, 0 };
 	char params[512], why[600];
 	uint64_t rsize, msize, region;
 	struct repl r;
@@ -1108,10 +1146,15 @@ static int primary_reload(int argc, char **argv)
 			    r.name, params, strerror(err), why);
 	}
 	kmsg_mark();
-	err = simple(DM_DEVICE_RESUME, r.name, true);
-	if (err)
-		return fail(EX_FAIL, "%s: primary reload: resuming with the new table failed: %s%s",
-			    r.name, strerror(err), kernel_says());
+	err = resume(r.name, o.nolockfs);
+	if (err) {
+		snprintf(why, sizeof(why), "%s", kernel_says());
+		simple(DM_DEVICE_CLEAR, r.name, false);
+		return fail(EX_FAIL, "%s: primary reload: resuming with the new table failed: %s%s%s%s",
+			    r.name, strerror(err), why,
+			    err == EBUSY && !o.nolockfs ? " (a frozen file system on it? see --nolockfs)" : "",
+			    left_after_resume(r.name, "; the old table keeps serving"));
+	}
 	printf("%s: reloaded: mirroring %s to %s\n", r.name, r.dev[0], o.remote);
 	return EX_OK;
 }
@@ -1576,7 +1619,7 @@ static int cmd_failover(int argc, char **argv)
 
 static int cmd_promote(int argc, char **argv)
 {
-	static const int allowed[] = { O_REMOTE, O_METADATA, 0 };
+	static const int allowed[] = { O_REMOTE, O_METADATA, O_NOLOCKFS, 0 };
 	char params[512], **names;
 	uint64_t rsize, junk;
 	struct repl r, p;
@@ -1647,10 +1690,17 @@ static int cmd_promote(int argc, char **argv)
 		goto out;
 	}
 	kmsg_mark();
-	err = simple(DM_DEVICE_RESUME, r.name, true);
+	err = resume(r.name, o.nolockfs);
 	if (err) {
-		rc = fail(EX_FAIL, "%s: promote: resuming with the primary table failed: %s%s",
-			  r.name, strerror(err), kernel_says());
+		const char *why = kernel_says();
+		char saved[600];
+
+		snprintf(saved, sizeof(saved), "%s", why);
+		simple(DM_DEVICE_CLEAR, r.name, false);
+		rc = fail(EX_FAIL, "%s: promote: resuming with the primary table failed: %s%s%s%s",
+			  r.name, strerror(err), saved,
+			  err == EBUSY && !o.nolockfs ? " (a frozen file system on it? see --nolockfs)" : "",
+			  left_after_resume(r.name, "; the secondary table keeps serving"));
 		goto out;
 	}
 	printf("%s: promoted: now a primary mirroring %s to %s (syncing)\n", r.name, r.dev[0],

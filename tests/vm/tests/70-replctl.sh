@@ -317,6 +317,7 @@ expect 0 "" "primary reload onto the same remote" $RC primary reload pri --remot
 check_eq "$(dmsetup table pri)" "0 $S replication primary $(devno $SEC) $(devno $REM) 2 region_size 128" \
 	"the reload kept the region size and dropped sync_all"
 check_eq "$(field pri 1)" running "the reloaded primary runs: nothing was out of sync"
+expect 0 "" "primary reload --nolockfs" $RC primary reload pri --remote $REM --nolockfs
 expect 0 "" "sync-rate pri 1000" $RC sync-rate pri 1000
 expect 0 "" "stop pri" $RC stop pri
 check_eq "$(field pri 1)" done "the primary is done"

@@ -302,7 +302,7 @@ on sec "$REPLCTL" secondary create svm --secondary /dev/mapper/sec-disk \
 	--hidden /dev/mapper/sec-hidden --active /dev/mapper/sec-active --chunk 64k ||
 	die "replctl secondary create"
 attach pri 10.77.1.2 port /dev/nbd1
-on pri "$REPLCTL" primary reload pvm --remote /dev/nbd1 || die "replctl primary reload"
+on pri "$REPLCTL" primary reload pvm --remote /dev/nbd1 --nolockfs || die "replctl primary reload"
 on pri nbd-client -d /dev/nbd0 >/dev/null
 expected "$TMPDIR/manifest" >"$TMPDIR/checkpoint"
 fsfreeze -u /mnt/pvm
@@ -469,7 +469,7 @@ on trd "$REPLCTL" secondary create tvm --secondary /dev/mapper/trd-disk \
 	--hidden /dev/mapper/trd-hidden --active /dev/mapper/trd-active --chunk 64k ||
 	die "replctl secondary create on dmr-trd"
 attach sec 10.77.2.2 port /dev/nbd3
-on sec "$REPLCTL" primary reload svm --remote /dev/nbd3 || not_ok "replctl primary reload"
+on sec "$REPLCTL" primary reload svm --remote /dev/nbd3 --nolockfs || not_ok "replctl primary reload"
 on sec nbd-client -d /dev/nbd2 >/dev/null
 fsfreeze -u /mnt/svm
 if kmsg_since | grep -E 'EXT4-fs error|Buffer I/O error|I/O error, dev dm-'; then
