@@ -42,7 +42,7 @@ DISK_MB=128			# each VM's disk
 SIZE=$((DISK_MB * MiB))
 FS_MB=96			# the file system; the secondary VM writes past it
 ROUNDS=${DMR_STORY_ROUNDS:-2}
-DELAY_MS=${DMR_STORY_DELAY_MS:-300}	# the secondary disk's writes during the merge
+DELAY_MS=${DMR_STORY_DELAY_MS:-3000}	# the secondary disk's writes until the guest mounts
 T0=$SECONDS
 
 say() { printf '\n== %s (at %d s)\n' "$*" $((SECONDS - T0)); }
@@ -348,7 +348,8 @@ WL_PID=""
 ip -n dmr-pri link del pri-sec || not_ok "cutting the link"
 status svm
 
-tell "the secondary's disk is slowed (writes +${DELAY_MS} ms), so the merge takes a while"
+tell "the secondary's disk is slowed (writes +${DELAY_MS} ms) until the guest has mounted its file system,"
+tell "so the merge runs under the guest's boot and mount whatever the host's speed"
 dmsetup load sec-disk --table "0 $SIZE delay ${D[1]} 0 0 ${D[1]} 0 $DELAY_MS" &&
 	dmsetup suspend sec-disk && dmsetup resume sec-disk || die "cannot slow sec-disk"
 on sec "$REPLCTL" commit-depth svm 1 || not_ok "replctl commit-depth"
@@ -391,6 +392,9 @@ while ! grep -q '^== mounted' "$TMPDIR/guest.out" && kill -0 "$GPID" 2>/dev/null
 done
 check_eq "$(jfield svm state)" failover \
 	"the merge still runs when the guest has mounted the file system ($(jfield svm to_commit.chunks) chunks to commit, $((SECONDS - g0)) s after its start)"
+tell "the secondary's disk back to full speed: the merge goes on under the guest's reads and writes"
+dmsetup load sec-disk --table "0 $SIZE delay ${D[1]} 0 0" &&
+	dmsetup suspend sec-disk && dmsetup resume sec-disk || not_ok "sec-disk back to full speed"
 wait "$GPID"
 grc=$?
 gsecs=$((SECONDS - g0))
@@ -415,8 +419,6 @@ wait "$FO_PID"
 forc=$?
 tail -n 3 "$TMPDIR/failover.out" | sed 's/^/      /'
 check_eq "$forc $(jfield svm state)" "0 done" "replctl failover --wait ended with done"
-dmsetup load sec-disk --table "0 $SIZE delay ${D[1]} 0 0" &&
-	dmsetup suspend sec-disk && dmsetup resume sec-disk || not_ok "sec-disk back to full speed"
 # nbd-server read sec-disk through its page cache during the initial sync, and
 # the merge wrote under that cache: drop it before reading buffered.
 blockdev --flushbufs /dev/mapper/sec-disk
