@@ -34,7 +34,7 @@ KDIR ?= /lib/modules/$(KVER)/build
 BUILD := $(REPO)/build/$(or $(KVER),unknown)
 W ?= 1
 
-.PHONY: all modules replctl deps modules_install clean check demo bench kunit vmtest \
+.PHONY: all modules replctl deps modules_install clean check demo bench kunit vmtest soak \
 	checkpatch sparse clean-kver
 
 all: modules replctl
@@ -85,6 +85,11 @@ kunit:
 
 vmtest:
 	@$(REPO)/tests/vm/run
+
+# Not part of check: the tests with a "# soak:" header, at their soak size
+# (DMR_SOAK=1 inside the VM) and with their soak time limit.
+soak:
+	@DMR_SOAK=1 $(REPO)/tests/vm/run $$(grep -l '^# soak:' $(REPO)/tests/vm/tests/*.sh)
 
 checkpatch:
 	@$(REPO)/tests/checkpatch
