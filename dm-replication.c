@@ -640,13 +640,16 @@ static int dmr_secondary_preresume(struct dm_target *ti)
 
 /*
  * Suspend and reload lose nothing: persist what completed.  A failover's
- * commit pauses until the next resume, with its progress durable.
+ * commit pauses until the next resume, with its progress durable.  When
+ * suspend returns no write of ours is in flight, not even the header of
+ * active that a checkpoint left to a worker (and its failure shows in status).
  */
 static void dmr_secondary_postsuspend(struct dm_target *ti)
 {
 	struct dmr_core *core = dmr_secondary_core(to_secondary(ti));
 
 	if (core) {
+		dmr_wait_active_header(core);
 		dmr_persist_active(core);
 		dmr_commit_pause(core);
 	}
