@@ -18,7 +18,7 @@ Faults (the wrapper's table while it is on):
   corrupt_reads dm-flakey, always down, corrupt_bio_byte 1 r 255: the first
                 byte of every read is 0xff
   error         dm-error: every bio fails
-  delay         dm-delay, 200 ms on every bio
+  delay         dm-delay, 50 ms on every bio
 
 Each outcome is one word per step: "ok", "EIO" (the step failed), "bad" (a
 read returned other data than the model's), or a state for the state steps.
@@ -40,6 +40,16 @@ The workload, with the fault on from its first step:
     fo        the failover message, and the state it ends in ("done",
               "failover_failed" or "failed"; within 60 s)
     rl        a reload of the same top table: its state after, or "EIO"
+    and in a second session, a failover under the fault (top wrote chunks
+    40-79, the port chunks 60-119; the top suspended, failover sent, the
+    fault put on, the top resumed: the merge runs under it):
+    fo_f      the state the merge ends in ("done", "failover_failed",
+              "failed"; within 60 s)
+    fo_rt     the fault removed, the retries the documentation gives for
+              each state ("failover" for failover_failed, a reload for
+              failed, which may load failover_failed), and the end: "done" when the top and the secondary device both
+              hold the model (the top's writes over the secondary's old
+              content), "bad" when they hold something else
   primary (region 4 KiB; the remote a separate slice)
     r         read of block 3
     w         write of block 5
@@ -64,42 +74,43 @@ FAULTS = ["error_writes", "drop_writes", "corrupt_reads", "error", "delay"]
 
 # The documented outcomes (Documentation/replication.rst, "Faults on every
 # device"): device -> fault -> the steps' words, in the order above.
-SEC_STEPS = "r_sec r_act r_hid w_new fs_top w_map p_new fs_port ckpt st fo rl"
+SEC_STEPS = ("r_sec r_act r_hid w_new fs_top w_map p_new fs_port ckpt st fo rl"
+             " fo_f fo_rt")
 PRI_STEPS = "r w fs ckpt st rl"
 EXPECT = {
     # secondary device
     ("sec", "error_writes"):
-        "ok ok ok ok ok ok EIO EIO EIO failed failed running",
+        "ok ok ok ok ok ok EIO EIO EIO failed failed running failed done",
     ("sec", "drop_writes"):
-        "ok ok ok ok ok ok ok ok ok running done done",
+        "ok ok ok ok ok ok ok ok ok running done done done bad",
     ("sec", "corrupt_reads"):
-        "bad ok ok ok ok ok ok ok ok running done done",
+        "bad ok ok ok ok ok ok ok ok running done done done done",
     ("sec", "error"):
-        "EIO ok ok ok ok ok EIO ok ok running done done",
+        "EIO ok ok ok ok ok EIO ok ok running done done failover_failed done",
     ("sec", "delay"):
-        "ok ok ok ok ok ok ok ok ok running done done",
+        "ok ok ok ok ok ok ok ok ok running done done done done",
     # hidden
     ("hid", "error_writes"):
-        "ok ok ok ok ok ok EIO ok EIO failed failed running",
+        "ok ok ok ok ok ok EIO ok EIO failed failed running failed done",
     ("hid", "drop_writes"):
-        "ok ok ok ok ok ok ok ok ok running done done",
+        "ok ok ok ok ok ok ok ok ok running done done done done",
     ("hid", "corrupt_reads"):
-        "ok ok bad ok ok ok ok ok ok running done done",
+        "ok ok bad ok ok ok ok ok ok running done done done bad",
     ("hid", "error"):
-        "ok ok EIO ok ok ok EIO ok EIO failed failed running",
+        "ok ok EIO ok ok ok EIO ok EIO failed failed running failed done",
     ("hid", "delay"):
-        "ok ok ok ok ok ok ok ok ok running done done",
+        "ok ok ok ok ok ok ok ok ok running done done done done",
     # active
     ("act", "error_writes"):
-        "ok ok ok EIO EIO EIO EIO EIO EIO failed failed running",
+        "ok ok ok EIO EIO EIO EIO EIO EIO failed failed running failed done",
     ("act", "drop_writes"):
-        "ok ok ok ok ok ok ok ok ok running done done",
+        "ok ok ok ok ok ok ok ok ok running done done done done",
     ("act", "corrupt_reads"):
-        "ok bad ok ok ok ok ok ok ok running done done",
+        "ok bad ok ok ok ok ok ok ok running done done done bad",
     ("act", "error"):
-        "ok EIO ok EIO ok EIO ok ok ok failed failed running",
+        "ok EIO ok EIO ok EIO ok ok ok failed failed running failed done",
     ("act", "delay"):
-        "ok ok ok ok ok ok ok ok ok running done done",
+        "ok ok ok ok ok ok ok ok ok running done done done done",
     # a primary's local device
     ("local", "error_writes"): "ok EIO EIO ok running running",
     ("local", "drop_writes"): "ok ok ok ok running running",
@@ -240,7 +251,7 @@ class Rig:
             "corrupt_reads": "0 %d flakey %s 0 0 1 5 corrupt_bio_byte 1 r 255 0"
                              % (n, u),
             "error": "0 %d error" % n,
-            "delay": "0 %d delay %s 0 200" % (n, u),
+            "delay": "0 %d delay %s 0 50" % (n, u),
         }[fault]
 
     def set(self, name, fault):
@@ -305,6 +316,65 @@ def secondary_case(rig, dev, fault):
     if r.returncode == 0:
         r = dm("resume", "fmtop", check=False)
     out.append(state("fmtop") if r.returncode == 0 else "EIO")
+    remove("fmtop")
+    return out + failover_case(rig, dev, fault)
+
+
+def read_all(path, n):
+    d = Dev(path)
+    try:
+        got = []
+        for i in range(n):
+            if d.read(i, b"") == "EIO":
+                return None
+            got.append(bytes(d.buf))
+        return got
+    finally:
+        d.close()
+
+
+def failover_case(rig, dev, fault):
+    """fo_f and fo_rt: a failover whose merge runs under the fault."""
+    s, h, a = rig.path("sec"), rig.path("hid"), rig.path("act")
+    rig.fill("sec", "s")
+    rig.zero_head("hid")
+    rig.zero_head("act")
+    table = "0 %d replication secondary %s %s %s 8" % (SEC_LEN, s, h, a)
+    dm("create", "fmtop", "--table", table)
+    dm("create", "fmport", "--table", "0 %d replication port %s" % (SEC_LEN, s))
+    top, port = Dev("/dev/mapper/fmtop"), Dev("/dev/mapper/fmport")
+    for i in range(60, 120):
+        assert port.write(i, block("p", i)) == "ok"
+    for i in range(40, 80):
+        assert top.write(i, block("t", i)) == "ok"
+    assert top.fsync() == "ok" and port.fsync() == "ok"
+    top.close()
+    port.close()
+    dm("remove", "fmport")
+    want = [block("t", i) if 40 <= i < 80 else block("s", i)
+            for i in range(SEC_LEN * 512 // BS)]
+    dm("message", "fmtop", "0", "commit_depth", "1")
+    dm("suspend", "fmtop")
+    dm("message", "fmtop", "0", "failover")
+    rig.set(dev, fault)
+    dm("resume", "fmtop")
+    ends = ("done", "failover_failed", "failed")
+    end = wait_state("fmtop", ends, 60)
+    out = [end]
+    rig.set(dev, "linear")
+    for _ in range(2):
+        if end == "failover_failed":
+            message("fmtop", "failover")
+        elif end == "failed":
+            r = dm("reload", "fmtop", "--table", table, check=False)
+            if r.returncode == 0:
+                dm("resume", "fmtop", check=False)
+        end = wait_state("fmtop", ends, 60)
+    if end == "done":
+        ok = read_all("/dev/mapper/fmtop", len(want)) == want and \
+            read_all(s, len(want)) == want
+        end = "done" if ok else "bad"
+    out.append(end)
     remove("fmtop")
     return out
 

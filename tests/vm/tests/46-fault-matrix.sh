@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
-# timeout: 900
+# timeout: 1200
 # kernels: 6.12
 #
 # Faults on every device (issue 14): dm-flakey error_writes, drop_writes and
