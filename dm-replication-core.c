@@ -710,12 +710,11 @@ bad:
 }
 
 /* Sets up the session's shared header fields from what the disks hold. */
-static int dmr_core_adopt(struct dmr_core *core, enum dmr_load_action action,
-			  const struct dmr_header *hh,
-			  const struct dmr_header *ah)
+static void dmr_core_adopt(struct dmr_core *core, enum dmr_load_action action,
+			   const struct dmr_header *hh,
+			   const struct dmr_header *ah)
 {
 	const struct dmr_header *newer = hh->seq >= ah->seq ? hh : ah;
-	int r = 0;
 
 	if (action == DMR_LOAD_FORMAT) {
 		core->seq = 1;
@@ -729,8 +728,19 @@ static int dmr_core_adopt(struct dmr_core *core, enum dmr_load_action action,
 		memcpy(core->uuid, newer->uuid, DMR_UUID_SIZE);
 		core->cursor = newer->commit_cursor;
 	}
+}
 
-	/* Bring a blank or lagging store to the session's generation. */
+/*
+ * Brings a blank or lagging store to the session's generation.  Called once
+ * both stores' records have loaded, so that a load refused for its records
+ * has written nothing.
+ */
+static int dmr_core_catch_up(struct dmr_core *core,
+			     const struct dmr_header *hh,
+			     const struct dmr_header *ah)
+{
+	int r = 0;
+
 	if (hh->seq != core->seq)
 		r = dmr_core_write_header(core, core->hidden);
 	if (!r && ah->seq != core->seq)
@@ -794,11 +804,7 @@ struct dmr_core *dmr_core_load(const struct dmr_core_args *a, char **error)
 		goto bad;
 	}
 
-	r = dmr_core_adopt(core, action, &hh, &ah);
-	if (r) {
-		*error = "Cannot write a store header";
-		goto bad;
-	}
+	dmr_core_adopt(core, action, &hh, &ah);
 	r = dmr_store_load(core->active, core->epoch, core->nr_chunks, NULL,
 			   &unused, error);
 	if (!r)
@@ -806,6 +812,11 @@ struct dmr_core *dmr_core_load(const struct dmr_core_args *a, char **error)
 				   core->active, &hidden_only, error);
 	if (r)
 		goto bad;
+	r = dmr_core_catch_up(core, &hh, &ah);
+	if (r) {
+		*error = "Cannot write a store header";
+		goto bad;
+	}
 	atomic_set(&core->hidden_only, hidden_only);
 
 	queue_delayed_work(core->wq, &core->periodic_work, DMR_PERSIST_PERIOD);
