@@ -22,14 +22,17 @@
 # was committed, the port reads the secondary device.  A failing point is a
 # "not ok - entry P: ..." line; P is the prefix length (entries [0, P)).
 #
-# The stores reach the log-writes device through loop devices with direct I/O:
-# dm-log-writes logs a FUA write when it completes but a plain write only at
-# the next flush, so a FUA write is logged before plain writes that completed
-# earlier, and a replay would put those over it (a copy-up of a chunk over the
-# FUA top write that followed it: a state no disk can hold).  A loop device
-# has a write cache and no FUA, so the block layer sends a FUA write to it as a
-# write and a flush, and the log keeps completion order.  The price: FUA alone
-# is not tested (a FUA write here also flushes what completed before it).
+# The slices sit on one loop device (direct I/O) over the log-writes device,
+# because dm-log-writes logs a plain write only with the next flush, when that
+# flush completes, but a FUA write at its own completion.  So a FUA write was
+# logged before plain writes that completed before it (a replay put a chunk's
+# copy-up over the O_DSYNC top write that followed it), and of two flushes in
+# flight the later one's writes could be logged first (a replay put an older
+# port write over a newer, flushed one): states no disk can hold.  A loop
+# device has a write cache and no FUA, so the block layer turns a FUA write
+# into a write and a flush, and it keeps one flush in flight at a time: the
+# log keeps the completion order.  The price: FUA alone is not tested (a FUA
+# write here also flushes what completed before it).
 #
 # Not covered yet: points during a failover, the primary.
 . "$REPO/tests/vm/lib.sh"
@@ -65,25 +68,23 @@ session() {
 	blkdiscard -z -l 1M $LOGDEV 2>/dev/null || dd if=/dev/zero of=$LOGDEV bs=1M count=1 oflag=direct status=none
 	blkdiscard -z $BASE_DISK 2>/dev/null || dd if=/dev/zero of=$BASE_DISK bs=1M count=$((DISK_LEN / 2048)) oflag=direct status=none
 	dmsetup create lw --table "0 $DISK_LEN log-writes $REAL $LOGDEV" || die "cannot create log-writes"
-	dmsetup create rsec0 --table "0 $SEC_LEN linear /dev/mapper/lw 0" &&
-		dmsetup create rhid0 --table "0 $STORE_LEN linear /dev/mapper/lw $SEC_LEN" &&
-		dmsetup create ract0 --table "0 $STORE_LEN linear /dev/mapper/lw $((SEC_LEN + STORE_LEN))" ||
+	# one loop device (direct I/O) between the slices and the log: see above
+	LOOP=$(losetup --direct-io=on -f --show /dev/mapper/lw) ||
+		die "cannot set up the loop device"
+	dmsetup create rsec0 --table "0 $SEC_LEN linear $LOOP 0" &&
+		dmsetup create rhid0 --table "0 $STORE_LEN linear $LOOP $SEC_LEN" &&
+		dmsetup create ract0 --table "0 $STORE_LEN linear $LOOP $((SEC_LEN + STORE_LEN))" ||
 		die "cannot create the slices"
-	# loop devices (direct I/O) between the stores and the log: see above
-	LSEC=$(losetup --direct-io=on -f --show /dev/mapper/rsec0) &&
-		LHID=$(losetup --direct-io=on -f --show /dev/mapper/rhid0) &&
-		LACT=$(losetup --direct-io=on -f --show /dev/mapper/ract0) ||
-		die "cannot set up the loop devices"
-	dmsetup create top --table "0 $SEC_LEN replication secondary $LSEC $LHID $LACT $chunk" &&
-		dmsetup create port --table "0 $SEC_LEN replication port $LSEC" ||
+	dmsetup create top --table "0 $SEC_LEN replication secondary /dev/mapper/rsec0 /dev/mapper/rhid0 /dev/mapper/ract0 $chunk" &&
+		dmsetup create port --table "0 $SEC_LEN replication port /dev/mapper/rsec0" ||
 		die "cannot load the top and the port"
 	echo "# session: chunk $chunk, seed $seed, workload ${DURATION}s"
 	$PY work --top top --port port --lw lw --chunk $chunk --seed $seed \
 		--duration $DURATION --log "$TMPDIR/ops.$seed" ||
 		not_ok "chunk $chunk: the workload saw errors"
 	dmsetup remove port && dmsetup remove top &&
-		losetup -d $LSEC $LHID $LACT &&
-		dmsetup remove rsec0 rhid0 ract0 && dmsetup remove lw ||
+		dmsetup remove rsec0 rhid0 ract0 && losetup -d $LOOP &&
+		dmsetup remove lw ||
 		die "cannot tear down the logged stack"
 	python3 "$REPO/tests/vm/logwrites.py" --summary $LOGDEV | sed 's/^/# log: /'
 	dmsetup create rbase --table "0 $DISK_LEN linear $BASE_DISK 0" &&
