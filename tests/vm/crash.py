@@ -121,6 +121,7 @@ def writer(name, kind, path, args, log, rnd, stop, errors):
     two hot sets overlap by half, so the top also writes chunks that the port
     has not copied into hidden yet in this epoch.
     """
+    durable_hook = getattr(args, "durable_hook", None)	# after a flush, a sync write
     fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
     sfd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
     size = os.lseek(fd, 0, os.SEEK_END) // SECTOR
@@ -139,6 +140,8 @@ def writer(name, kind, path, args, log, rnd, stop, errors):
                     ok = False
                     errors.append("%s flush: %s" % (name, e))
                 log.add({"dev": name, "op": "flush", "t0": t0, "t1": now(), "ok": ok})
+                if ok and durable_hook:
+                    durable_hook(log)
                 continue
             if kind == 2 and RECENT and rnd.random() < 0.4:
                 c = rnd.choice(RECENT[-8:])
@@ -170,12 +173,14 @@ def writer(name, kind, path, args, log, rnd, stop, errors):
             log.add({"dev": name, "op": "syncwrite" if sync else "write",
                      "id": op_id, "s": s, "n": n, "t0": t0, "t1": now(), "ok": ok})
             buf.close()
+            if ok and sync and durable_hook:
+                durable_hook(log)
     finally:
         os.close(fd)
         os.close(sfd)
 
 
-def checkpoint(log, top_name, errors):
+def checkpoint(log, top_name, errors, durable_hook=None):
     t0 = now()
     r = subprocess.run(["dmsetup", "message", top_name, "0", "checkpoint"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -183,6 +188,8 @@ def checkpoint(log, top_name, errors):
     if r.returncode:
         errors.append("checkpoint failed: %s" % r.stdout.strip())
     log.add({"dev": "top", "op": "checkpoint", "t0": t0, "t1": t1, "ok": r.returncode == 0})
+    if durable_hook and r.returncode == 0:
+        durable_hook(log)
 
 
 DM_DEV_SUSPEND = 0xC138FD06		# _IOWR(0xfd, 6, struct dm_ioctl)
@@ -289,18 +296,28 @@ def verify(args):
     T0, S0 = st["top"], st["sec"]
     ops = L["ops"]
     cutop = [o for o in ops if o["op"] == "cut"][0]
-    cut0, cut1 = cutop["t0"], cutop["t1"]
+    top = read_dev(args.top)
+    sec = read_dev(args.sec)
+    if len(sec) < len(top) or len(T0) != len(top):
+        print("not ok - device sizes changed")
+        return 1
+    rc = check(ops, top, sec, T0, S0, cutop["t0"], cutop["t1"])
+    with open(args.state, "w") as f:
+        json.dump({"top": top, "sec": sec[:len(top)]}, f)
+    return rc
+
+
+def check(ops, top, sec, T0, S0, cut0, cut1, say=print):
+    """Rules (a)-(d) for a crash in [cut0, cut1] (CLOCK_MONOTONIC), with
+    T0 and S0 what the top and the secondary device held when ops began and
+    top and sec what they hold now (read_dev() lists).  Prints through say();
+    returns 1 when a rule is broken."""
     fails = []
 
     def fail(msg):
         fails.append(msg)
 
-    top = read_dev(args.top)
-    sec = read_dev(args.sec)
     nsect = len(top)
-    if len(sec) < nsect or len(T0) != nsect:
-        print("not ok - device sizes changed")
-        return 1
 
     writes = {"top": [], "port": []}
     flushes = {"top": [], "port": []}
@@ -320,13 +337,19 @@ def verify(args):
             for s in range(o["s"], o["s"] + o["n"]):
                 per_sector[d][s].append(o)
 
+    # a completed write is flushed by a flush that began after it and
+    # returned before the cut: by the latest-starting such flush, if any
+    last_flush = {d: max([f["t0"] for f in flushes[d] if f["t1"] < cut0], default=None)
+                  for d in flushes}
+
     def durable(o, dev):
         """The contract says this completed write must be on disk."""
         if not o["ok"] or o["t1"] >= cut0:
             return False
         if o["op"] == "syncwrite":
             return True
-        return any(f["t1"] < cut0 and o["t1"] < f["t0"] for f in flushes[dev])
+        lf = last_flush[dev]
+        return lf is not None and o["t1"] < lf
 
     def may_exist(o):
         return o["ok"] and o["t0"] < cut1
@@ -436,7 +459,7 @@ def verify(args):
         if amb and len(good) > 1:
             extra = " (ambiguous: checkpoint(s) %s raced the cut; the data fits both epochs)" % (
                 ",".join(str(j + 1) for j in amb))
-        print("ok - top explained by %s%s" % (what, extra))
+        say("ok - top explained by %s%s" % (what, extra))
     else:
         for k, e in results.items():
             cats = {}
@@ -446,20 +469,18 @@ def verify(args):
                 "no checkpoint of this round" if k < 0 else "checkpoint %d" % (k + 1),
                 len(e), ", ".join("%s: %d" % (c, len(m)) for c, m in cats.items())))
             for cat, msgs in cats.items():
-                print("#   e.g. " + "\n#   e.g. ".join(msgs[:2]))
+                say("#   e.g. " + "\n#   e.g. ".join(msgs[:2]))
 
     if not sec_bad:
-        print("ok - secondary device: every flushed port write present, nothing unexpected")
+        say("ok - secondary device: every flushed port write present, nothing unexpected")
     for m in fails:
-        print("not ok - " + m)
+        say("not ok - " + m)
     n_top = sum(1 for v in top if v != 0)
-    print("# top: %d written sectors; secondary: %d; durable-required top writes: %d, port: %d" % (
+    say("# top: %d written sectors; secondary: %d; durable-required top writes: %d, port: %d" % (
         n_top, sum(1 for v in sec if v != 0),
         sum(1 for o in writes["top"] if durable(o, "top")),
         sum(1 for o in writes["port"] if durable(o, "port"))))
 
-    with open(args.state, "w") as f:
-        json.dump({"top": top, "sec": sec[:nsect]}, f)
     return 1 if fails else 0
 
 

@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
+"""Crash replay with dm-log-writes (41-crash-replay.sh).
+
+  crash_replay.py work  --top NAME --port NAME --lw NAME --chunk N --seed S
+                        --duration SECS --log FILE
+  crash_replay.py check --log FILE --lwlog DEV --base DEV --cow DEV
+                        --sec-len N --store-len N --chunk N --seed S
+                        --flush-points N --random-points N
+
+`work` runs crash.py's stamped workload (a top writer and a port writer,
+fdatasync and O_DSYNC writes, checkpoints by message) on /dev/mapper/TOP and
+/dev/mapper/PORT, which sit on slices of the dm-log-writes device LW.  After
+every acknowledged durability point (an fdatasync or O_DSYNC write returned,
+a checkpoint returned) it sends LW the message "mark m<N>" and logs the mark
+with its start and end time, so that the log's marks place every log
+position in the workload's timeline.
+
+`check` reads the log (logwrites.py) and picks the points: prefixes [0, P)
+that end just after a FLUSH or FUA entry (up to --flush-points of them, all
+when 0) plus --random-points random prefixes.  Walking them in order it
+replays the log onto BASE incrementally, puts a non-persistent dm-snapshot
+(COW on one of the comma-separated COW devices, in turn) over BASE, the slices rsec/rhid/ract over the snapshot, loads
+the top and the port there, and checks them (the port at every 4th point) with crash.check() as a crash
+in [cut0, cut1]: cut0 the latest start of a mark inside the prefix, cut1
+the earliest end of a mark after it (a prefix holds every write that was
+acknowledged durable before a mark it contains, and none that started after
+a mark it does not).  Each failing point prints "not ok - entry P: ...".
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import crash  # noqa: E402
+import dmctl  # noqa: E402
+import logwrites  # noqa: E402
+
+now = time.monotonic
+
+
+def work(a):
+    rnd = random.Random(a.seed)
+    log = crash.Log(a.id_base)
+    stop = threading.Event()
+    errors = []
+    dm = dmctl.Control()
+    mlock = threading.Lock()
+    count = [0]
+
+    def mark(lg):
+        with mlock:
+            count[0] += 1
+            n = count[0]
+        t0 = now()
+        dm.message(a.lw, "mark m%d" % n)
+        lg.add({"op": "mark", "m": n, "t0": t0, "t1": now()})
+
+    def ckpt():
+        t0 = now()
+        try:
+            dm.message(a.top, "checkpoint")
+            ok = True
+        except OSError as e:
+            ok = False
+            errors.append("checkpoint: %s" % e)
+        log.add({"dev": "top", "op": "checkpoint", "t0": t0, "t1": now(), "ok": ok})
+        if ok:
+            mark(log)
+
+    wargs = argparse.Namespace(top_flush=a.top_flush, chunk=a.chunk, hot=a.hot,
+                               durable_hook=mark)
+    threads = [threading.Thread(target=crash.writer, args=(
+        "top", 1, "/dev/mapper/" + a.top, wargs, log, random.Random(rnd.random()), stop, errors)),
+        threading.Thread(target=crash.writer, args=(
+            "port", 2, "/dev/mapper/" + a.port, wargs, log, random.Random(rnd.random()),
+            stop, errors))]
+    mark(log)
+    start = now()
+    for t in threads:
+        t.start()
+    try:
+        while now() - start < a.duration:
+            time.sleep(rnd.uniform(0.05, 0.6))
+            ckpt()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    mark(log)
+    dm.close()
+    with open(a.log, "w") as f:
+        json.dump({"ops": log.ops, "errors": errors, "chunk": a.chunk}, f)
+    kinds = {}
+    for o in log.ops:
+        k = o.get("dev", "") + " " + o["op"]
+        kinds[k] = kinds.get(k, 0) + 1
+    print("# workload %.1fs: %s" % (now() - start, ", ".join(
+        "%s %d" % (k.strip(), v) for k, v in sorted(kinds.items()))))
+    for e in errors:
+        print("not ok - workload error: %s" % e)
+    return 1 if errors else 0
+
+
+def diagnose(log, ops, msgs, p):
+    """Where in the log are the stamps of the first lost write, and its marks?"""
+    import re
+    import struct
+    m = re.search(r"flushed top write top \w+ (\d+)", " ".join(msgs))
+    if not m:
+        return
+    oid = int(m.group(1))
+    o = [x for x in ops if x.get("id") == oid][0]
+    pat = crash.STAMP.pack(crash.MAGIC, o["s"], oid, 1)
+    fd = os.open(log.path, os.O_RDONLY)
+    hits = []
+    for e in log.entries:
+        if e.nr and not e.flags & (logwrites.MARK | logwrites.DISCARD):
+            if pat in os.pread(fd, e.nr * log.sectorsize, e.off):
+                hits.append(e)
+    os.close(fd)
+    after = [x for x in ops if x["op"] == "mark" and x["t0"] > o["t1"]]
+    mk = min(after, key=lambda x: x["t0"])["m"] if after else None
+    mi = [e.index for e in log.entries if e.mark == "m%d" % mk]
+    print("# diagnose: lost write %d [%d+%d] t %.4f..%.4f; first mark sent after it: m%s "
+          "at entry %s; its data in entries %s" % (
+              oid, o["s"], o["n"], o["t0"], o["t1"], mk, mi,
+              ["%d(%s sector %d+%d)" % (e.index, logwrites.flag_str(e.flags), e.sector, e.nr)
+               for e in hits]))
+    lo = min([h.index for h in hits] + mi) - 12
+    hi = max([h.index for h in hits] + mi) + 6
+    for e in log.entries[max(0, lo):hi]:
+        print("#   %d %d+%d %s%s" % (e.index, e.sector, e.nr, logwrites.flag_str(e.flags),
+                                   " " + e.mark if e.mark else ""))
+
+
+def check(a):
+    with open(a.log) as f:
+        L = json.load(f)
+    ops = L["ops"]
+    marks = {o["m"]: o for o in ops if o["op"] == "mark"}
+    log = logwrites.Log(a.lwlog)
+    ents = log.entries
+    if log.sectorsize != 512:
+        print("not ok - log sector size %d (expected 512)" % log.sectorsize)
+        return 1
+    rnd = random.Random(a.seed)
+    n = len(ents)
+    flush_pts = [e.index + 1 for e in ents if e.flags & (logwrites.FLUSH | logwrites.FUA)]
+    nflush = len(flush_pts)
+    if a.flush_points and nflush > a.flush_points:
+        flush_pts = rnd.sample(flush_pts, a.flush_points)
+    fset = set(flush_pts)
+    others = [p for p in range(n + 1) if p not in fset]
+    rand_pts = rnd.sample(others, min(a.random_points, len(others)))
+    points = sorted(fset | set(rand_pts))
+    # per position: the marks logged before it
+    mark_at = []		# (entry index, mark number)
+    for e in ents:
+        if e.mark and e.mark.startswith("m"):
+            mark_at.append((e.index, int(e.mark[1:])))
+    missing = set(marks) - {m for _, m in mark_at}
+    if missing:
+        print("not ok - %d marks the workload sent are not in the log" % len(missing))
+        return 1
+    print("# log: %d entries, %d FLUSH/FUA, %d marks; checking %d points" % (
+        n, nflush, len(mark_at), len(points)))
+
+    # suffix minimum of the marks' end times, prefix maximum of their starts
+    INF = float("inf")
+    T0 = [0] * a.sec_len
+    S0 = [0] * a.sec_len
+    dm = dmctl.Control()
+    rep = logwrites.Replayer(log, a.base)
+    dlen = a.sec_len + 2 * a.store_len
+    fails = 0
+    checked = {"flush": 0, "random": 0}
+    t_start = now()
+    mi = 0
+    cut0 = -INF
+    ends = [marks[m]["t1"] for _, m in mark_at]
+    suffix_min = [INF] * (len(ends) + 1)
+    for i in range(len(ends) - 1, -1, -1):
+        suffix_min[i] = min(ends[i], suffix_min[i + 1])
+    snap = "0 %d snapshot %s %%s N 8" % (dlen, a.base)
+    tm = {"replay": 0.0, "layer": 0.0, "load": 0.0, "read": 0.0, "check": 0.0, "remove": 0.0}
+    cows = a.cow.split(",")
+    dm.create("rsnap", snap % cows[0])
+    dm.create("rsec", "0 %d linear /dev/mapper/rsnap 0" % a.sec_len)
+    dm.create("rhid", "0 %d linear /dev/mapper/rsnap %d" % (a.store_len, a.sec_len))
+    dm.create("ract", "0 %d linear /dev/mapper/rsnap %d" % (
+        a.store_len, a.sec_len + a.store_len))
+    for k, p in enumerate(points):
+        while mi < len(mark_at) and mark_at[mi][0] < p:
+            cut0 = max(cut0, marks[mark_at[mi][1]]["t0"])
+            mi += 1
+        cut1 = suffix_min[mi]
+        t = now()
+        rep.advance(p)
+        t1 = now()
+        tm["replay"] += t1 - t
+        # a fresh throw-away layer: the snapshot's table again, with the
+        # other COW device (one COW cannot serve two tables at the swap)
+        dm.load("rsnap", snap % cows[(k + 1) % len(cows)])
+        dm.resume("rsnap")
+        t2 = now()
+        tm["layer"] += t2 - t1
+        what = "entry %d (%s%s)" % (p, "after " + logwrites.flag_str(ents[p - 1].flags)
+                                    if p else "empty log", "" if p in fset else ", random")
+        msgs = []
+        try:
+            try:
+                dm.create("rtop", "0 %d replication secondary /dev/mapper/rsec "
+                          "/dev/mapper/rhid /dev/mapper/ract %d" % (a.sec_len, a.chunk))
+            except OSError as e:
+                raise RuntimeError("the top table does not load: %s" % e)
+            try:
+                dm.create("rport", "0 %d replication port /dev/mapper/rsec" % a.sec_len)
+            except OSError as e:
+                raise RuntimeError("the port table does not load: %s" % e)
+            st = dm.status("rtop").split()
+            t3 = now()
+            tm["load"] += t3 - t2
+            if st[1:3] != ["running", "0"]:
+                raise RuntimeError("top status after load: %s" % " ".join(st))
+            top = crash.read_dev("/dev/mapper/rtop")
+            sec = crash.read_dev("/dev/mapper/rsec")
+            # the port reads the secondary device: checked at every 4th point
+            if k % 4 == 0 and crash.read_dev("/dev/mapper/rport") != sec:
+                msgs.append("not ok - the port does not read the secondary device")
+            t4 = now()
+            tm["read"] += t4 - t3
+            bad = crash.check(ops, top, sec, T0, S0, cut0, cut1, say=msgs.append)
+            tm["check"] += now() - t4
+            if bad or any(m.startswith("not ok") for m in msgs):
+                raise RuntimeError("; ".join(m.replace("not ok - ", "") for m in msgs
+                                             if not m.startswith("ok")))
+            checked["flush" if p in fset else "random"] += 1
+        except (RuntimeError, OSError) as e:
+            fails += 1
+            print("not ok - %s: %s" % (what, e))
+            for m in msgs:
+                if m.startswith("#"):
+                    print(m)
+            if fails == 1 and a.diagnose:
+                diagnose(log, ops, msgs, p)
+            if fails >= a.max_fails:
+                print("# stopping after %d failures" % fails)
+                break
+        finally:
+            t5 = now()
+            for nm in ("rport", "rtop"):
+                try:
+                    dm.remove(nm)
+                except OSError:
+                    pass
+            tm["remove"] += now() - t5
+    for nm in ("ract", "rhid", "rsec", "rsnap"):
+        dm.remove(nm)
+    print("# seconds spent: " + ", ".join("%s %.1f" % kv for kv in tm.items()))
+    rep.close()
+    dm.close()
+    print("# checked %d replay points (%d flush points, %d random), %d failures (%.0fs)" % (
+        checked["flush"] + checked["random"] + fails, checked["flush"], checked["random"],
+        fails, now() - t_start))
+    return 1 if fails else 0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("cmd", choices=["work", "check"])
+    p.add_argument("--top", default="top")
+    p.add_argument("--port", default="port")
+    p.add_argument("--lw", default="lw")
+    p.add_argument("--chunk", type=int, default=8)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--duration", type=float, default=3.0)
+    p.add_argument("--top-flush", type=float, default=0.12)
+    p.add_argument("--hot", type=int, default=48)
+    p.add_argument("--id-base", type=int, default=0)
+    p.add_argument("--log")
+    p.add_argument("--lwlog")
+    p.add_argument("--base")
+    p.add_argument("--cow")
+    p.add_argument("--sec-len", type=int)
+    p.add_argument("--store-len", type=int)
+    p.add_argument("--flush-points", type=int, default=0)
+    p.add_argument("--random-points", type=int, default=100)
+    p.add_argument("--max-fails", type=int, default=20)
+    p.add_argument("--diagnose", action="store_true",
+                   help="at the first failure, find the lost write's stamps in the log")
+    a = p.parse_args()
+    return {"work": work, "check": check}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

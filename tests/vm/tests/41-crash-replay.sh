@@ -1,0 +1,116 @@
+#!/bin/bash
+# timeout: 420
+# soak: crash replay, thousands of points
+# soak-timeout: 5400
+#
+# Crash replay: every write of a stamped workload is logged with dm-log-writes,
+# then the log is replayed to many points and each is checked as a crash there.
+#
+# The secondary device, hidden and active are linear slices of one log-writes
+# device (over a scratch disk, its log on another), so the log holds one total
+# order of all the writes to the three.  The top and the port run crash.py's
+# workload (tests/vm/crash_replay.py work): writes, fdatasync, O_DSYNC writes,
+# checkpoints; after each acknowledged durability point a "mark" goes into the
+# log.  Then crash_replay.py check replays the log onto a fresh base
+# incrementally and at every chosen point (just after a FLUSH or FUA entry, or
+# a random entry) puts a throw-away dm-snapshot over the base, loads the top
+# and the port on slices of it, and checks crash.py's rules (a)-(d) as for a
+# crash between the last mark in the prefix and the next one: the table loads
+# and is running, every write acknowledged durable before that mark reads
+# back (unless a checkpoint dropped it or a later write replaced it), every
+# sector is a whole stamp of a write that may be there, the epoch is one that
+# was committed, the port reads the secondary device.  A failing point is a
+# "not ok - entry P: ..." line; P is the prefix length (entries [0, P)).
+#
+# The slices sit on one loop device (direct I/O) over the log-writes device,
+# because dm-log-writes logs a plain write only with the next flush, when that
+# flush completes, but a FUA write at its own completion.  So a FUA write was
+# logged before plain writes that completed before it (a replay put a chunk's
+# copy-up over the O_DSYNC top write that followed it), and of two flushes in
+# flight the later one's writes could be logged first (a replay put an older
+# port write over a newer, flushed one): states no disk can hold.  A loop
+# device has a write cache and no FUA, so the block layer turns a FUA write
+# into a write and a flush, and it keeps one flush in flight at a time: the
+# log keeps the completion order.  The price: FUA alone is not tested (a FUA
+# write here also flushes what completed before it).
+#
+# Not covered yet: points during a failover, the primary.
+. "$REPO/tests/vm/lib.sh"
+
+SEC_LEN=2048		# 1 MiB secondary
+STORE_LEN=3072		# 1.5 MiB hidden and active
+DISK_LEN=$((SEC_LEN + 2 * STORE_LEN))
+set -- $DISKS
+losetup -D 2>/dev/null
+REAL=$1 LOGDEV=$2 BASE_DISK=$3 COW=$4
+PY="python3 $REPO/tests/vm/crash_replay.py"
+trap 'dm_remove_all; losetup -D' EXIT
+
+modprobe dm-log-writes 2>/dev/null
+modprobe dm-snapshot 2>/dev/null
+dmsetup targets | grep -q '^log-writes' || { echo "# no dm-log-writes"; exit 77; }
+dmsetup targets | grep -q '^snapshot' || { echo "# no dm-snapshot"; exit 77; }
+
+# A point costs ~0.8 s under TCG (the loads and removals of the top and the
+# port, reading and checking it).  make check: one session, ~260 points;
+# make soak: two sessions, longer workloads, every flush point.
+if [ -n "${DMR_SOAK:-}" ]; then
+	DURATION=10 FLUSH_POINTS=0 RANDOM_POINTS=400 SESSIONS="8:41 32:42"
+else
+	DURATION=3 FLUSH_POINTS=200 RANDOM_POINTS=60 SESSIONS="8:41"
+fi
+
+# session CHUNK SEED: a workload over a fresh log, then the replay check.
+session() {
+	local chunk=$1 seed=$2 t0=$SECONDS out
+	dm_remove_all
+	blkdiscard -z $REAL 2>/dev/null || dd if=/dev/zero of=$REAL bs=1M count=$((DISK_LEN / 2048)) oflag=direct status=none
+	blkdiscard -z -l 1M $LOGDEV 2>/dev/null || dd if=/dev/zero of=$LOGDEV bs=1M count=1 oflag=direct status=none
+	blkdiscard -z $BASE_DISK 2>/dev/null || dd if=/dev/zero of=$BASE_DISK bs=1M count=$((DISK_LEN / 2048)) oflag=direct status=none
+	dmsetup create lw --table "0 $DISK_LEN log-writes $REAL $LOGDEV" || die "cannot create log-writes"
+	# one loop device (direct I/O) between the slices and the log: see above
+	LOOP=$(losetup --direct-io=on -f --show /dev/mapper/lw) ||
+		die "cannot set up the loop device"
+	dmsetup create rsec0 --table "0 $SEC_LEN linear $LOOP 0" &&
+		dmsetup create rhid0 --table "0 $STORE_LEN linear $LOOP $SEC_LEN" &&
+		dmsetup create ract0 --table "0 $STORE_LEN linear $LOOP $((SEC_LEN + STORE_LEN))" ||
+		die "cannot create the slices"
+	dmsetup create top --table "0 $SEC_LEN replication secondary /dev/mapper/rsec0 /dev/mapper/rhid0 /dev/mapper/ract0 $chunk" &&
+		dmsetup create port --table "0 $SEC_LEN replication port /dev/mapper/rsec0" ||
+		die "cannot load the top and the port"
+	echo "# session: chunk $chunk, seed $seed, workload ${DURATION}s"
+	$PY work --top top --port port --lw lw --chunk $chunk --seed $seed \
+		--duration $DURATION --log "$TMPDIR/ops.$seed" ||
+		not_ok "chunk $chunk: the workload saw errors"
+	dmsetup remove port && dmsetup remove top &&
+		dmsetup remove rsec0 rhid0 ract0 && losetup -d $LOOP &&
+		dmsetup remove lw ||
+		die "cannot tear down the logged stack"
+	python3 "$REPO/tests/vm/logwrites.py" --summary $LOGDEV | sed 's/^/# log: /'
+	dmsetup create rbase --table "0 $DISK_LEN linear $BASE_DISK 0" &&
+		dmsetup create cowa --table "0 262144 linear $COW 0" &&
+		dmsetup create cowb --table "0 262144 linear $COW 262144" ||
+		die "cannot create the base and the COW devices"
+	out=$($PY check --log "$TMPDIR/ops.$seed" --lwlog $LOGDEV --base /dev/mapper/rbase \
+		--cow /dev/mapper/cowa,/dev/mapper/cowb --sec-len $SEC_LEN --store-len $STORE_LEN --chunk $chunk \
+		--seed $seed --flush-points $FLUSH_POINTS --random-points $RANDOM_POINTS --diagnose)
+	local rc=$?
+	echo "$out"
+	POINTS=$((POINTS + $(sed -n 's/^# checked \([0-9]*\) .*/\1/p' <<<"$out")))
+	FPOINTS=$((FPOINTS + $(sed -n 's/^# checked [0-9]* replay points (\([0-9]*\) flush.*/\1/p' <<<"$out")))
+	RPOINTS=$((RPOINTS + $(sed -n 's/^# checked .* flush points, \([0-9]*\) random.*/\1/p' <<<"$out")))
+	if [ $rc -eq 0 ]; then
+		ok "chunk $chunk, seed $seed: every replay point consistent ($((SECONDS - t0))s)"
+	else
+		not_ok "chunk $chunk, seed $seed: replay points inconsistent"
+		cp "$TMPDIR/ops.$seed" "$OUT/41-crash-replay.ops.$seed.json" 2>/dev/null
+	fi
+	dmsetup remove rbase cowa cowb
+}
+
+POINTS=0 FPOINTS=0 RPOINTS=0
+for s in $SESSIONS; do
+	session ${s%:*} ${s#*:}
+done
+echo "# checked $POINTS replay points ($FPOINTS flush points, $RPOINTS random), $DMR_FAILED failures"
+finish
