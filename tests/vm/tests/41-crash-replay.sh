@@ -99,6 +99,7 @@ session() {
 	POINTS=$((POINTS + $(sed -n 's/^# checked \([0-9]*\) .*/\1/p' <<<"$out")))
 	FPOINTS=$((FPOINTS + $(sed -n 's/^# checked [0-9]* replay points (\([0-9]*\) flush.*/\1/p' <<<"$out")))
 	RPOINTS=$((RPOINTS + $(sed -n 's/^# checked .* flush points, \([0-9]*\) random.*/\1/p' <<<"$out")))
+	FAILS=$((FAILS + $(sed -n 's/^# checked .* random), \([0-9]*\) failures.*/\1/p' <<<"$out")))
 	if [ $rc -eq 0 ]; then
 		ok "chunk $chunk, seed $seed: every replay point consistent ($((SECONDS - t0))s)"
 	else
@@ -108,9 +109,9 @@ session() {
 	dmsetup remove rbase cowa cowb
 }
 
-POINTS=0 FPOINTS=0 RPOINTS=0
+POINTS=0 FPOINTS=0 RPOINTS=0 FAILS=0
 for s in $SESSIONS; do
 	session ${s%:*} ${s#*:}
 done
-echo "# checked $POINTS replay points ($FPOINTS flush points, $RPOINTS random), $DMR_FAILED failures"
+echo "# checked $POINTS replay points ($FPOINTS flush points, $RPOINTS random), $FAILS failures"
 finish
