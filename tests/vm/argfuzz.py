@@ -42,7 +42,8 @@ dm = DM()
 kmsg = Kmsg()
 rnd = random.Random()
 stats = dict(cases=0, accepted=0, refused=0, noreason=0, resume_refused=0,
-             msgs=0, msg_ok=0, msg_refused=0, msg_noreason=0, bad=0)
+             msgs=0, msg_ok=0, msg_refused=0, msg_noreason=0, bad=0,
+             splats=0)
 BUF = mmap.mmap(-1, 4096)
 NODES = {}
 
@@ -63,6 +64,7 @@ def check_splat(where):
             for more in lines + kmsg.drain():
                 print("#   " + more)
             stats["bad"] += 1
+            stats["splats"] += 1
             report()
             sys.exit(1)
     return lines
@@ -466,7 +468,8 @@ def report():
         s["cases"] + s["msgs"], s["accepted"] + s["msg_ok"],
         s["refused"] + s["msg_refused"],
         "all with a reason" if not s["noreason"] + s["msg_noreason"] else
-        "%d without a reason" % (s["noreason"] + s["msg_noreason"]), 0),
+        "%d without a reason" % (s["noreason"] + s["msg_noreason"]),
+        s["splats"]),
         flush=True)
     print("# %d table lines: %d accepted, %d refused (%d at resume); "
           "%d messages: %d ok, %d refused (%d without a reason)"
