@@ -190,6 +190,11 @@ int dmr_header_decode(const struct dmr_disk_header *d, struct dmr_header *h,
 		*error = "Store header has a zero generation or epoch";
 		return -EINVAL;
 	}
+	if (h->seq == U64_MAX) {
+		/* The next generation would wrap to the invalid 0. */
+		*error = "Store header has an exhausted generation";
+		return -EINVAL;
+	}
 	if (!dmr_chunk_size_valid(h->chunk_sectors)) {
 		*error = "Store header has an invalid chunk size";
 		return -EINVAL;

@@ -426,6 +426,11 @@ static void hc_seq(struct dmr_disk_header *d)
 	d->seq = 0;
 }
 
+static void hc_seq_max(struct dmr_disk_header *d)
+{
+	d->seq = cpu_to_le64(U64_MAX);
+}
+
 static void hc_epoch(struct dmr_disk_header *d)
 {
 	d->epoch = 0;
@@ -454,6 +459,7 @@ static const struct header_case header_cases[] = {
 	{ "role", hc_role, true, "Store header has an unknown role" },
 	{ "state", hc_state, true, "Store header has an unknown state" },
 	{ "seq", hc_seq, true, "Store header has a zero generation or epoch" },
+	{ "seq max", hc_seq_max, true, "Store header has an exhausted generation" },
 	{ "epoch", hc_epoch, true, "Store header has a zero generation or epoch" },
 	{ "chunk", hc_chunk, true, "Store header has an invalid chunk size" },
 	{ "layout", hc_layout, true, "Store header has an invalid layout" },
