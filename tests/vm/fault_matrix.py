@@ -275,7 +275,9 @@ class Rig:
 SEC_LEN = 2048          # 1 MiB: 256 chunks
 
 
-def secondary_case(rig, dev, fault):
+def new_session(rig):
+    """A new session: the secondary stamped, both stores blank, the top and
+    the port made.  Returns the top's table and both devices, open."""
     s, h, a = rig.path("sec"), rig.path("hid"), rig.path("act")
     rig.fill("sec", "s")
     rig.zero_head("hid")
@@ -283,7 +285,11 @@ def secondary_case(rig, dev, fault):
     table = "0 %d replication secondary %s %s %s 8" % (SEC_LEN, s, h, a)
     dm("create", "fmtop", "--table", table)
     dm("create", "fmport", "--table", "0 %d replication port %s" % (SEC_LEN, s))
-    top, port = Dev("/dev/mapper/fmtop"), Dev("/dev/mapper/fmport")
+    return table, Dev("/dev/mapper/fmtop"), Dev("/dev/mapper/fmport")
+
+
+def secondary_case(rig, dev, fault):
+    table, top, port = new_session(rig)
     out = []
     try:
         assert top.write(1, block("t", 1)) == "ok"
@@ -335,14 +341,7 @@ def read_all(path, n):
 
 def failover_case(rig, dev, fault):
     """fo_f and fo_rt: a failover whose merge runs under the fault."""
-    s, h, a = rig.path("sec"), rig.path("hid"), rig.path("act")
-    rig.fill("sec", "s")
-    rig.zero_head("hid")
-    rig.zero_head("act")
-    table = "0 %d replication secondary %s %s %s 8" % (SEC_LEN, s, h, a)
-    dm("create", "fmtop", "--table", table)
-    dm("create", "fmport", "--table", "0 %d replication port %s" % (SEC_LEN, s))
-    top, port = Dev("/dev/mapper/fmtop"), Dev("/dev/mapper/fmport")
+    table, top, port = new_session(rig)
     for i in range(60, 120):
         assert port.write(i, block("p", i)) == "ok"
     for i in range(40, 80):
@@ -372,7 +371,7 @@ def failover_case(rig, dev, fault):
         end = wait_state("fmtop", ends, 60)
     if end == "done":
         ok = read_all("/dev/mapper/fmtop", len(want)) == want and \
-            read_all(s, len(want)) == want
+            read_all(rig.path("sec"), len(want)) == want
         end = "done" if ok else "bad"
     out.append(end)
     remove("fmtop")
