@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 480
+# kernels: 6.12
 # soak: argument fuzz
 # soak-timeout: 3600
 #

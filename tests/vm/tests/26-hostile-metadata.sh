@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 400
+# kernels: 6.12
 #
 # Hostile metadata in real stores (tests/vm/hostile.py): a real session's
 # store images, corrupted one way per case (header fields with and without a

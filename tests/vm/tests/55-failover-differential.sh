@@ -1,6 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
 # timeout: 600
+# kernels: 6.12
 #
 # Randomized differential test of a failover (tests/vm/differential.py
 # --failover): a random history of top and port writes, reads, checkpoints,
