@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crash  # noqa: E402
-import dmctl  # noqa: E402
+import dmioctl  # noqa: E402
 import logwrites  # noqa: E402
 
 now = time.monotonic
@@ -48,7 +48,7 @@ def work(a):
     log = crash.Log(a.id_base)
     stop = threading.Event()
     errors = []
-    dm = dmctl.Control()
+    dm = dmioctl.DM()
     mlock = threading.Lock()
     count = [0]
 
@@ -174,7 +174,7 @@ def check(a):
     INF = float("inf")
     T0 = [0] * a.sec_len
     S0 = [0] * a.sec_len
-    dm = dmctl.Control()
+    dm = dmioctl.DM()
     rep = logwrites.Replayer(log, a.base)
     dlen = a.sec_len + 2 * a.store_len
     fails = 0
@@ -189,10 +189,10 @@ def check(a):
     snap = "0 %d snapshot %s %%s N 8" % (dlen, a.base)
     tm = {"replay": 0.0, "layer": 0.0, "load": 0.0, "read": 0.0, "check": 0.0, "remove": 0.0}
     cows = a.cow.split(",")
-    dm.create("rsnap", snap % cows[0])
-    dm.create("rsec", "0 %d linear /dev/mapper/rsnap 0" % a.sec_len)
-    dm.create("rhid", "0 %d linear /dev/mapper/rsnap %d" % (a.store_len, a.sec_len))
-    dm.create("ract", "0 %d linear /dev/mapper/rsnap %d" % (
+    dm.make("rsnap", snap % cows[0])
+    dm.make("rsec", "0 %d linear /dev/mapper/rsnap 0" % a.sec_len)
+    dm.make("rhid", "0 %d linear /dev/mapper/rsnap %d" % (a.store_len, a.sec_len))
+    dm.make("ract", "0 %d linear /dev/mapper/rsnap %d" % (
         a.store_len, a.sec_len + a.store_len))
     for k, p in enumerate(points):
         while mi < len(mark_at) and mark_at[mi][0] < p:
@@ -205,7 +205,7 @@ def check(a):
         tm["replay"] += t1 - t
         # a fresh throw-away layer: the snapshot's table again, with the
         # other COW device (one COW cannot serve two tables at the swap)
-        dm.load("rsnap", snap % cows[(k + 1) % len(cows)])
+        dm.load_line("rsnap", snap % cows[(k + 1) % len(cows)])
         dm.resume("rsnap")
         t2 = now()
         tm["layer"] += t2 - t1
@@ -214,15 +214,15 @@ def check(a):
         msgs = []
         try:
             try:
-                dm.create("rtop", "0 %d replication secondary /dev/mapper/rsec "
+                dm.make("rtop", "0 %d replication secondary /dev/mapper/rsec "
                           "/dev/mapper/rhid /dev/mapper/ract %d" % (a.sec_len, a.chunk))
             except OSError as e:
                 raise RuntimeError("the top table does not load: %s" % e)
             try:
-                dm.create("rport", "0 %d replication port /dev/mapper/rsec" % a.sec_len)
+                dm.make("rport", "0 %d replication port /dev/mapper/rsec" % a.sec_len)
             except OSError as e:
                 raise RuntimeError("the port table does not load: %s" % e)
-            st = dm.status("rtop").split()
+            st = dm.params("rtop").split()
             t3 = now()
             tm["load"] += t3 - t2
             if st[1:3] != ["running", "0"]:
@@ -255,12 +255,12 @@ def check(a):
             t5 = now()
             for nm in ("rport", "rtop"):
                 try:
-                    dm.remove(nm)
+                    dm.unmake(nm)
                 except OSError:
                     pass
             tm["remove"] += now() - t5
     for nm in ("ract", "rhid", "rsec", "rsnap"):
-        dm.remove(nm)
+        dm.unmake(nm)
     print("# seconds spent: " + ", ".join("%s %.1f" % kv for kv in tm.items()))
     rep.close()
     dm.close()

@@ -8,6 +8,7 @@ OSError with the ioctl's errno.
 import errno
 import fcntl
 import os
+import stat
 import struct
 
 DM_NAME_LEN, DM_UUID_LEN = 128, 129
@@ -31,6 +32,9 @@ def _nr(cmd):
 class DM:
     def __init__(self):
         self.fd = os.open("/dev/mapper/control", os.O_RDWR)
+
+    def close(self):
+        os.close(self.fd)
 
     def _call(self, cmd, name, flags=0, payload=b"", size=16384, count=0):
         total = max(HDR.size + len(payload), size)
@@ -88,6 +92,39 @@ class DM:
             if not nxt:
                 break
         return out
+
+    # With one-line tables and /dev/mapper nodes (there is no udev in the VM):
+
+    def load_line(self, name, table):
+        """Load a one-target table given as dmsetup writes it."""
+        start, length, ttype, params = table.split(None, 3)
+        self.load(name, [(int(start), int(length), ttype, params)])
+
+    def make(self, name, table):
+        """Create, load and resume NAME, and make /dev/mapper/NAME."""
+        major, minor = self.create(name)
+        try:
+            self.load_line(name, table)
+            self.resume(name)
+        except OSError:
+            self.remove(name)
+            raise
+        path = "/dev/mapper/" + name
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.mknod(path, stat.S_IFBLK | 0o600, os.makedev(major, minor))
+        return path
+
+    def unmake(self, name):
+        """Remove NAME and its /dev/mapper node."""
+        self.remove(name)
+        if os.path.lexists("/dev/mapper/" + name):
+            os.unlink("/dev/mapper/" + name)
+
+    def params(self, name):
+        """The first target's status text ("" without a table)."""
+        st = self.status(name)
+        return st[0][3] if st else ""
 
     def exists(self, name):
         try:
