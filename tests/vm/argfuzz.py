@@ -83,13 +83,7 @@ def node(name, devno):
 
 def mk(name, table):
     """Create a dm device with a table of (start, len, type, params)."""
-    devno = dm.create(name)
-    try:
-        dm.load(name, table)
-        dm.resume(name)
-    except OSError:
-        dm.remove(name)
-        raise
+    devno = dm.create_live(name, table)
     NODES[name] = (devno, node(name, devno))
     return NODES[name]
 

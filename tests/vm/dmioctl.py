@@ -29,6 +29,12 @@ def _nr(cmd):
     return (3 << 30) | (HDR.size << 16) | (0xFD << 8) | cmd
 
 
+def line_target(table):
+    """(start, length, type, params) of a one-target table line."""
+    start, length, ttype, params = table.split(None, 3)
+    return int(start), int(length), ttype, params
+
+
 class DM:
     def __init__(self):
         self.fd = os.open("/dev/mapper/control", os.O_RDWR)
@@ -72,6 +78,14 @@ class DM:
     def remove(self, name):
         self._call(DM_DEV_REMOVE, name)
 
+    def drop(self, name):
+        """Clear NAME's inactive table, if any, and remove NAME."""
+        try:
+            self.clear(name)
+        except OSError:
+            pass
+        self.remove(name)
+
     def message(self, name, text, sector=0):
         self._call(DM_TARGET_MSG, name,
                    payload=struct.pack("=Q", sector) + text.encode() + b"\0")
@@ -97,18 +111,23 @@ class DM:
 
     def load_line(self, name, table):
         """Load a one-target table given as dmsetup writes it."""
-        start, length, ttype, params = table.split(None, 3)
-        self.load(name, [(int(start), int(length), ttype, params)])
+        self.load(name, [line_target(table)])
 
-    def make(self, name, table):
-        """Create, load and resume NAME, and make /dev/mapper/NAME."""
-        major, minor = self.create(name)
+    def create_live(self, name, targets):
+        """Create NAME with TARGETS ([(start, length, type, params)]) and
+        resume it; on a failure nothing is left.  Returns (major, minor)."""
+        devno = self.create(name)
         try:
-            self.load_line(name, table)
+            self.load(name, targets)
             self.resume(name)
         except OSError:
             self.remove(name)
             raise
+        return devno
+
+    def make(self, name, table):
+        """Create, load and resume NAME, and make /dev/mapper/NAME."""
+        major, minor = self.create_live(name, [line_target(table)])
         path = "/dev/mapper/" + name
         if os.path.lexists(path):
             os.unlink(path)

@@ -244,11 +244,7 @@ def run_case(d, tbl, name, corrupt, want_reason, hid0, act0, sec0):
         err = e
     log = [ln for ln in kmsg.drain() if "replication" in ln]
     if err is not None:
-        try:
-            dm.clear("hm-top")
-        except OSError:
-            pass
-        dm.remove("hm-top")
+        dm.drop("hm-top")
         after = [sha(d[k], n) for k, n in (("sec", SEC_LEN * 512),
                                            ("hid", STORE_LEN * 512),
                                            ("act", STORE_LEN * 512))]
@@ -413,11 +409,7 @@ def primary_cases(disk):
             err = e
         log = [x for x in kmsg.drain() if "replication" in x or "log" in x]
         if err is not None:
-            try:
-                dm.clear("hm-pri")
-            except OSError:
-                pass
-            dm.remove("hm-pri")
+            dm.drop("hm-pri")
             if want in ("synced", "forgotten"):
                 not_ok("primary, %s: refused (%s): %s" % (name, err, " | ".join(log)))
             elif not any(want in x for x in log):
