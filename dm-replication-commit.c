@@ -386,11 +386,15 @@ static void dmr_extent_copied(int read_err, unsigned long write_err,
 	}
 	m->claimed--;
 	m->copying--;
-	spin_unlock_irqrestore(&m->lock, flags);
-
-	wake_up(&m->idle);
+	/*
+	 * Under the lock: dmr_commit_pause() reads copying under it too, so once
+	 * it sees none, this callback touches neither @m nor @core again, and
+	 * dmr_commit_exit() may free them.
+	 */
 	queue_work(core->wq, &m->work);
 	queue_work(core->wq, &m->cursor_work);
+	wake_up(&m->idle);
+	spin_unlock_irqrestore(&m->lock, flags);
 }
 
 static void dmr_copy_extent(struct dmr_core *core, struct dmr_extent *ext)
@@ -789,6 +793,17 @@ int dmr_commit_start(struct dmr_core *core)
 	return 0;
 }
 
+/* No copy is in flight, and none of their callbacks is still running. */
+static bool dmr_commit_idle(struct dmr_commit *m)
+{
+	bool idle;
+
+	spin_lock_irq(&m->lock);
+	idle = !m->copying;
+	spin_unlock_irq(&m->lock);
+	return idle;
+}
+
 /**
  * dmr_commit_pause() - stop starting copies, for a suspend
  * @core: the session's loaded state
@@ -805,7 +820,7 @@ void dmr_commit_pause(struct dmr_core *core)
 	/* The merge work gives back an extent that waits for writers. */
 	queue_work(core->wq, &m->work);
 	flush_work(&m->work);
-	wait_event(m->idle, !READ_ONCE(m->copying));
+	wait_event(m->idle, dmr_commit_idle(m));
 	queue_work(core->wq, &m->cursor_work);
 	flush_work(&m->cursor_work);
 }

@@ -160,8 +160,14 @@ void dmr_check_low_water(struct dmr_core *core, struct dmr_store *st)
  */
 void dmr_gate_leave(struct dmr_core *core)
 {
+	/*
+	 * Once the count is zero, dmr_freeze() may return before our wake-up:
+	 * dmr_core_unload() waits for a grace period before it frees the core.
+	 */
+	rcu_read_lock();
 	if (atomic_dec_and_test(&core->inflight) && READ_ONCE(core->frozen))
 		wake_up(&core->drain_wait);
+	rcu_read_unlock();
 }
 
 /**
@@ -836,6 +842,7 @@ bad:
 void dmr_core_unload(struct dmr_core *core)
 {
 	dmr_freeze(core);
+	synchronize_rcu();	/* the last dmr_gate_leave() has woken us */
 	cancel_delayed_work_sync(&core->periodic_work);
 	flush_workqueue(core->wq);
 	dmr_persist_active(core);
