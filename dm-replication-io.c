@@ -814,21 +814,19 @@ static bool dmr_top_map_run(struct dmr_core *core, struct dm_target *ti,
  * A port write over several chunks goes whole to the secondary device when
  * none of its chunks needs a copy.  When all do, and none is held, one copy
  * takes them into consecutive slots of hidden, their records are persisted,
- * and then the bio goes.  Otherwise it returns DMR_NO_RUN, with the bio not
- * counted in flight, for the caller to cut it at its first chunk's end.
+ * and then the bio goes.  Otherwise it returns DMR_NO_RUN, with the bio still
+ * counted in flight, for the caller to cut it at its first chunk's end.  The
+ * bio is counted already (it may sleep: no RCU read-side section).
  */
 #define DMR_NO_RUN	(-1)
 
-static int dmr_port_map_run(struct dmr_core *core, struct dm_target *ti,
-			    struct bio *bio)
+static int dmr_port_map_run(struct dmr_core *core, struct bio *bio)
 {
 	struct dmr_job *head;
 	u32 first, last, chunk;
 
-	if (!dmr_try_enter(core, ti, bio, DMR_PB_PORT))
-		return DMR_NO_RUN;
 	if (READ_ONCE(core->state) != DMR_STATE_RUNNING || dmr_failed(core))
-		goto cut;
+		return DMR_NO_RUN;
 	dmr_bio_chunks(core, bio, &first, &last);
 	for (chunk = first; chunk <= last; chunk++)
 		if (chunk >= core->nr_chunks ||
@@ -839,16 +837,13 @@ static int dmr_port_map_run(struct dmr_core *core, struct dm_target *ti,
 		return DM_MAPIO_REMAPPED;
 	}
 	if (chunk != first)
-		goto cut;
+		return DMR_NO_RUN;
 	head = dmr_run_claim(core, bio, core->hidden, true);
 	if (!head)
-		goto cut;
+		return DMR_NO_RUN;
 	dmr_copy(core, head, core->secondary,
 		 (sector_t)first << core->chunk_shift, dmr_cbw_copied);
 	return DM_MAPIO_SUBMITTED;
-cut:
-	dmr_leave(core, bio);
-	return DMR_NO_RUN;
 }
 
 static int dmr_port_write_new(struct dmr_core *core, struct bio *bio,
@@ -1041,25 +1036,32 @@ int dmr_io_map_port(struct dmr_session *ses, struct dm_target *ti,
 		    struct bio *bio, struct block_device *secondary)
 {
 	struct dmr_core *core;
-	bool entered = false;
+	bool entered = false, run = false;
+	int r;
 
 	rcu_read_lock();
 	core = dmr_session_core_rcu(ses);
 	/* Its chunk size is the top's, whatever it was when the port came. */
 	if (core && bio_op(bio) == REQ_OP_WRITE &&
 	    dmr_spans_chunks(core, ti, bio)) {
-		int r = dmr_port_map_run(core, ti, bio);
-
-		if (r != DMR_NO_RUN) {
-			rcu_read_unlock();
-			return r;
-		}
-		dm_accept_partial_bio(bio, dmr_first_chunk_left(core, ti, bio));
+		run = dmr_try_enter(core, ti, bio, DMR_PB_PORT);
+		/* A bio that may be parked is one chunk's. */
+		if (!run)
+			dm_accept_partial_bio(bio,
+					      dmr_first_chunk_left(core, ti, bio));
 	}
-	if (core)
+	if (core && !run)
 		entered = dmr_start_bio(core, ti, bio, DMR_PB_PORT);
 	rcu_read_unlock();
+
 	/* Counted in flight, the core stays while the bio is processed. */
+	if (run) {
+		r = dmr_port_map_run(core, bio);
+		if (r != DMR_NO_RUN)
+			return r;
+		dm_accept_partial_bio(bio, dmr_first_chunk_left(core, ti, bio));
+		return dmr_process(core, bio);
+	}
 	if (core)
 		return entered ? dmr_process(core, bio) : DM_MAPIO_SUBMITTED;
 
