@@ -18,7 +18,9 @@
  *
  * state_lock serialises what changes the session's state and headers
  * (messages, the commit's cursor, a new epoch); status takes it to see a
- * change whole.  Nothing holding it waits for a worker that a suspend stops.
+ * change whole.  Nothing holding it waits for a worker that a suspend stops,
+ * nor flushes a work of core->wq, whose cursor work takes it: active's
+ * header work, flushed under it, has a workqueue of its own.
  * core->lock and the buckets' locks are spinlocks taken from any context.
  *
  * Chunk cells.  Chunks that are mapped in active (for top I/O) or in active
@@ -552,7 +554,7 @@ int dmr_core_new_generation(struct dmr_core *core, enum dmr_state state,
 	dmr_core_header(core, core->active, seq, state, epoch, cursor, &h);
 	if (flags & DMR_GEN_ACTIVE_LATER) {
 		core->active_header = h;
-		queue_work(core->wq, &core->active_header_work);
+		queue_work(core->header_wq, &core->active_header_work);
 		return 0;
 	}
 	r = dmr_store_write_header(core->active, core->io, &h, !epoch_only);
@@ -645,6 +647,8 @@ int dmr_core_read_state(const struct dmr_core_args *a, enum dmr_state *state,
 
 static void dmr_core_free(struct dmr_core *core)
 {
+	if (core->header_wq)
+		destroy_workqueue(core->header_wq);
 	if (core->wq)
 		destroy_workqueue(core->wq);
 	dmr_store_destroy(core->active);
@@ -708,6 +712,10 @@ static struct dmr_core *dmr_core_alloc(const struct dmr_core_args *a)
 	}
 	core->wq = alloc_workqueue("dmr-%s", WQ_MEM_RECLAIM, 0, a->name);
 	if (!core->wq)
+		goto bad;
+	core->header_wq = alloc_ordered_workqueue("dmr-hdr-%s", WQ_MEM_RECLAIM,
+						  a->name);
+	if (!core->header_wq)
 		goto bad;
 	return core;
 bad:
@@ -845,6 +853,7 @@ void dmr_core_unload(struct dmr_core *core)
 	synchronize_rcu();	/* the last dmr_gate_leave() has woken us */
 	cancel_delayed_work_sync(&core->periodic_work);
 	flush_workqueue(core->wq);
+	dmr_wait_active_header(core);
 	dmr_persist_active(core);
 	dmr_job_list_free(dmr_store_take_pending(core->active));
 	dmr_core_free(core);

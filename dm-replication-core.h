@@ -116,9 +116,14 @@ struct dmr_core {
 	struct bio_list persist_waiters;	/* top flushes and FUA writes */
 	struct work_struct persist_work;
 	struct delayed_work periodic_work;
-	/* A new epoch's header for active, written after the epoch returns. */
+	/*
+	 * A new epoch's header for active, written after the epoch returns, on
+	 * a workqueue of its own: it is flushed under state_lock, and works on
+	 * wq (the merge's cursor) take state_lock.
+	 */
 	struct dmr_header active_header;
 	struct work_struct active_header_work;
+	struct workqueue_struct *header_wq;
 
 	/* The data path's works: dm-replication-io.c sets their functions. */
 	struct work_struct defer_work;
