@@ -34,7 +34,7 @@ KDIR ?= /lib/modules/$(KVER)/build
 BUILD := $(REPO)/build/$(or $(KVER),unknown)
 W ?= 1
 
-.PHONY: all modules replctl deps modules_install clean check demo bench kunit vmtest soak \
+.PHONY: all modules replctl deps modules_install clean check demo bench kunit vmtest soak debug-check \
 	checkpatch sparse clean-kver
 
 all: modules replctl
@@ -90,6 +90,14 @@ vmtest:
 # (DMR_SOAK=1 inside the VM) and with their soak time limit.
 soak:
 	@DMR_SOAK=1 $(REPO)/tests/vm/run $$(grep -l '^# soak:' $(REPO)/tests/vm/tests/*.sh)
+
+# Not part of check either (a cold build of the kernel takes ~35 min, and the
+# tests run ~10 times slower under it): the data path on the debug kernel of
+# tools/debug-kernel, with KASAN, lockdep and atomic-sleep checks.
+DEBUG_TESTS := 30-differential 35-concurrent-fio 36-race 46-fault-matrix
+debug-check:
+	@$(REPO)/tools/debug-kernel >/dev/null
+	@$(REPO)/tests/vm/run -k debug $(patsubst %,$(REPO)/tests/vm/tests/%.sh,$(DEBUG_TESTS))
 
 checkpatch:
 	@$(REPO)/tests/checkpatch
