@@ -92,7 +92,7 @@ soak:
 	@DMR_SOAK=1 $(REPO)/tests/vm/run $$(grep -l '^# soak:' $(REPO)/tests/vm/tests/*.sh)
 
 # Not part of check either (a cold build of the kernel takes ~35 min, and the
-# tests run ~10 times slower under it): the data path on the debug kernel of
+# tests run several times slower on it): the data path on the debug kernel of
 # tools/debug-kernel, with KASAN, lockdep and atomic-sleep checks.
 DEBUG_TESTS := 30-differential 35-concurrent-fio 36-race 46-fault-matrix
 debug-check:
