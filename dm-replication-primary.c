@@ -33,6 +33,8 @@
 #include <linux/mutex.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
+#include <linux/string.h>
+#include <linux/vmalloc.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
@@ -185,6 +187,16 @@ sector_t dmr_primary_log_sectors(u64 nr_regions, unsigned int lbs)
 	u64 bitset = round_up(nr_regions, BITS_PER_LONG) / BITS_PER_BYTE;
 
 	return round_up(DMR_LOG_HEADER_BYTES + bitset, lbs) >> SECTOR_SHIFT;
+}
+
+enum dmr_log_found dmr_primary_log_found(const void *buf, size_t len)
+{
+	if (len >= sizeof(__le32) &&
+	    le32_to_cpu(*(const __le32 *)buf) == DMR_LOG_MAGIC)
+		return DMR_LOG_OURS;
+	if (!memchr_inv(buf, 0, len))
+		return DMR_LOG_BLANK;
+	return DMR_LOG_DAMAGED;
 }
 
 const char *dmr_primary_log_sync(bool disk, bool sync_all, bool blank)
@@ -808,33 +820,34 @@ static int dmr_primary_get_metadata(struct dm_target *ti,
 }
 
 /*
- * Whether the metadata device holds no dm-dirty-log yet.  Its magic is
- * written by the first resume of the first table and never changes, so a
- * table this one replaces cannot change the answer.
+ * What the metadata device's log area holds (dmr_primary_log_found()).  The
+ * magic is written by the first resume of the first table and never changes,
+ * so a table this one replaces cannot change the answer.
  */
-static int dmr_log_is_blank(struct dmr_primary *p, bool *blank)
+static int dmr_log_read_found(struct dmr_primary *p, enum dmr_log_found *found)
 {
 	struct dm_io_region where = {
 		.bdev = p->metadata->bdev,
 		.sector = 0,
-		.count = 1,
+		.count = dmr_primary_log_sectors(p->nr_regions,
+			bdev_logical_block_size(p->metadata->bdev)),
 	};
 	struct dm_io_request req = {
 		.bi_opf = REQ_OP_READ,
-		.mem.type = DM_IO_KMEM,
+		.mem.type = DM_IO_VMA,
 		.client = p->io,
 	};
-	__le32 *buf;
+	void *buf;
 	int r;
 
-	buf = kmalloc(SECTOR_SIZE, GFP_KERNEL);
+	buf = vmalloc(where.count << SECTOR_SHIFT);
 	if (!buf)
 		return -ENOMEM;
-	req.mem.ptr.addr = buf;
+	req.mem.ptr.vma = buf;
 	r = dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
 	if (!r)
-		*blank = le32_to_cpu(buf[0]) != DMR_LOG_MAGIC;
-	kfree(buf);
+		*found = dmr_primary_log_found(buf, where.count << SECTOR_SHIFT);
+	vfree(buf);
 	return r;
 }
 
@@ -845,23 +858,28 @@ static int dmr_log_is_blank(struct dmr_primary *p, bool *blank)
 static int dmr_primary_make_log(struct dm_target *ti, struct dmr_primary *p)
 {
 	const char *sync;
-	bool blank = true;
+	enum dmr_log_found found = DMR_LOG_BLANK;
 	char size[16];
 	char *argv[3];
 	unsigned int argc = 0;
 	int r;
 
 	if (p->metadata) {
-		r = dmr_log_is_blank(p, &blank);
+		r = dmr_log_read_found(p, &found);
 		if (r) {
 			ti->error = "Cannot read the metadata device";
 			return r;
 		}
 		argv[argc++] = p->metadata->name;
 	}
+	if (found == DMR_LOG_DAMAGED && !p->features.sync_all) {
+		ti->error = "Metadata holds no dm-log and is not zeroed: zero it or use sync_all";
+		return -EINVAL;
+	}
 	snprintf(size, sizeof(size), "%u", p->region_size);
 	argv[argc++] = size;
-	sync = dmr_primary_log_sync(p->metadata, p->features.sync_all, blank);
+	sync = dmr_primary_log_sync(p->metadata, p->features.sync_all,
+				    found != DMR_LOG_OURS);
 	if (sync)
 		argv[argc++] = (char *)sync;
 

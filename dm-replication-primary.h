@@ -93,6 +93,22 @@ sector_t dmr_primary_region_len(sector_t len, u32 region_size, u64 region);
 /* The sectors a disk log of @nr_regions needs on a device of block @lbs. */
 sector_t dmr_primary_log_sectors(u64 nr_regions, unsigned int lbs);
 
+/* What the metadata device's log area holds; see dmr_primary_log_found(). */
+enum dmr_log_found {
+	DMR_LOG_BLANK,		/* every byte zero: no log yet */
+	DMR_LOG_OURS,		/* dm-log's magic: a log to load as it is */
+	DMR_LOG_DAMAGED,	/* neither: a damaged log, or another's data */
+};
+
+/*
+ * dmr_primary_log_found() - classify the log area @buf of @len bytes
+ *
+ * A damaged magic must not pass for a blank device: dm-log would start a
+ * new log with every region in sync and forget the regions the remote
+ * lacks.  Only an area of zeros is blank.
+ */
+enum dmr_log_found dmr_primary_log_found(const void *buf, size_t len);
+
 /*
  * dmr_primary_log_sync() - the sync argument of the dm-dirty-log to create
  * @disk: a disk log (metadata), else a core log

@@ -1421,6 +1421,35 @@ static void primary_log_starts(struct kunit *test)
 	KUNIT_EXPECT_STREQ(test, dmr_primary_log_sync(true, true, true), "sync");
 }
 
+static void primary_log_found_tells_blank_from_damaged(struct kunit *test)
+{
+	__le32 magic = cpu_to_le32(0x4D695272U);
+	u8 buf[1536] = {};
+
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_found(buf, sizeof(buf)),
+			DMR_LOG_BLANK);
+	/* dm-log's magic, whatever follows */
+	memcpy(buf, &magic, sizeof(magic));
+	buf[1024] = 0x5a;
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_found(buf, sizeof(buf)),
+			DMR_LOG_OURS);
+	/* a flipped magic bit is damage, not a blank device */
+	buf[0] ^= 1;
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_found(buf, sizeof(buf)),
+			DMR_LOG_DAMAGED);
+	/* a zeroed header over bits of the bitmap too */
+	memset(buf, 0, 16);
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_found(buf, sizeof(buf)),
+			DMR_LOG_DAMAGED);
+	/* one byte anywhere, the last included */
+	buf[1024] = 0;
+	buf[sizeof(buf) - 1] = 1;
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_found(buf, sizeof(buf)),
+			DMR_LOG_DAMAGED);
+	KUNIT_EXPECT_EQ(test, dmr_primary_log_found(buf, sizeof(buf) - 1),
+			DMR_LOG_BLANK);
+}
+
 static struct kunit_case dmr_primary_cases[] = {
 	KUNIT_CASE(primary_features_default),
 	KUNIT_CASE(primary_features_all),
@@ -1429,6 +1458,7 @@ static struct kunit_case dmr_primary_cases[] = {
 	KUNIT_CASE(primary_sync_rate),
 	KUNIT_CASE(primary_state_table),
 	KUNIT_CASE(primary_log_starts),
+	KUNIT_CASE(primary_log_found_tells_blank_from_damaged),
 	{}
 };
 

@@ -380,21 +380,33 @@ def primary_cases(disk):
             m[1024:1032] = bytes([v]) * 8
         return c
 
-    # (name, damage, outcome): "synced" remote equals local after the sync,
-    # "forgotten" the log lost the out-of-sync regions (remote differs),
-    # or the reason a refused resume logs.
+    def header_zeroed(m):
+        m[0:16] = bytes(16)
+
+    # (name, damage, outcome[, table]): "synced" remote equals local after
+    # the sync, "forgotten" the log lost the out-of-sync regions (remote
+    # differs), or the reason a refused load or resume logs.  A damaged
+    # magic is refused, never read as a blank device's new log; sync_all
+    # loads it with every region out of sync.
+    refused = "no dm-log and is not zeroed"
+    tbl_all = "primary %s %s 3 metadata %s sync_all" % (loc, rem, meta)
     cases = [
         ("log untouched", lambda m: None, "synced"),
-        ("log magic bit flip: read as a new log", magic_flip, "forgotten"),
-        ("log header zeroed: a new log", lambda m: m.__setitem__(
-            slice(0, 16), bytes(16)), "forgotten"),
+        ("log magic bit flip: refused", magic_flip, refused),
+        ("log header zeroed: refused", header_zeroed, refused),
+        ("log magic bit flip, sync_all: a full resync", magic_flip, "synced",
+         tbl_all),
+        ("log header zeroed, sync_all: a full resync", header_zeroed,
+         "synced", tbl_all),
         ("log version 99: unreadable, all out of sync", version, "synced"),
         ("log region count 1", regions(1), "synced"),
         ("log region count 2^64-1", regions(2**64 - 1), "synced"),
         ("log bits all out of sync", bits(0), "synced"),
         ("log bits all in sync", bits(0xFF), "forgotten"),
     ]
-    for name, damage, want in cases:
+    for case in cases:
+        name, damage, want = case[:3]
+        ctbl = case[3] if len(case) > 3 else tbl
         m = bytearray(meta0)
         damage(m)
         write_dev(meta, bytes(m))
@@ -403,7 +415,7 @@ def primary_cases(disk):
         dm.create("hm-pri")
         err = None
         try:
-            dm.load("hm-pri", [(0, ln, "replication", tbl)])
+            dm.load("hm-pri", [(0, ln, "replication", ctbl)])
             dm.resume("hm-pri")
         except OSError as e:
             err = e
@@ -415,8 +427,10 @@ def primary_cases(disk):
             elif not any(want in x for x in log):
                 not_ok("primary, %s: refused without '%s': %s" % (name, want,
                                                                  " | ".join(log)))
+            elif read_dev(meta, 4096) != bytes(m[:4096]):
+                not_ok("primary, %s: refused, but the log was written" % name)
             else:
-                ok("primary, %s: refused at resume: %s" % (name, want))
+                ok("primary, %s: refused, log untouched: %s" % (name, want))
             continue
         st = wait_pstate("hm-pri", ("running",))
         dm.remove("hm-pri")
