@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 600
+# kernels: 6.12
 # soak: concurrency soak, 10 minutes of the storm
 # soak-timeout: 1800
 #

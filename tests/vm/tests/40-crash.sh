@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 720
+# kernels: 6.12
 #
 # Crash consistency: power cuts at random moments while the top and the port
 # are written, flushed and checkpointed, then a reload of the same tables over

@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 600
+# kernels: 6.12
 #
 # Failover (issue 4), one rule at a time, on a brd disk.  The top's secondary
 # device is a dm device "sec", so that the merge can be slowed (dm-delay on

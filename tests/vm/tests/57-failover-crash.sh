@@ -1,6 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
 # timeout: 600
+# kernels: 6.12
 #
 # Power cuts during a failover's merge (tests/vm/failover_crash.py).
 #

@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 480
+# kernels: 6.12
 #
 # The primary's resync:
 #  - the remote fails in the middle of a fio job; a table reload with a

@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 420
+# kernels: 6.12
 #
 # The whole loop on one host: a secondary stack (top, port) whose port is
 # exported by nbd-server (flush and fua on) in a second network namespace;
