@@ -123,10 +123,20 @@ dd if=/dev/urandom of=$SPARE bs=4096 count=1 oflag=direct status=none
 reject $BIG_H $SPARE "$(top_table $BIG_H $SPARE)" \
 	"Store header has a wrong magic: not a dm-replication store"
 
-# Flip a byte inside both header copies of active: bad checksum.
+# Flip a byte inside both header copies of active: bad checksum.  Offset 40
+# is in the session's random uuid: invert its bits (writing 0xff there left
+# the header valid once in 256 runs), through the page cache and then synced.
+flip_byte() {
+	python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+off = int(sys.argv[2])
+b = os.pread(fd, 1, off)
+os.pwrite(fd, bytes([b[0] ^ 0xff]), off)
+os.fsync(fd)' "$1" "$2"
+}
 cp_dev $BIG_A $SPARE
 for off in 40 552; do
-	printf '\377' | dd of=$SPARE bs=1 seek=$off conv=notrunc status=none
+	flip_byte $SPARE $off || die "cannot flip byte $off of $SPARE"
 done
 reject $BIG_H $SPARE "$(top_table $BIG_H $SPARE)" "Store header has a bad checksum"
 
