@@ -34,7 +34,7 @@ KDIR ?= /lib/modules/$(KVER)/build
 BUILD := $(REPO)/build/$(or $(KVER),unknown)
 W ?= 1
 
-.PHONY: all modules replctl deps modules_install clean check demo bench kunit vmtest soak debug-check \
+.PHONY: all modules replctl deps modules_install clean check demo bench kunit vmtest soak debug-check uml-check \
 	checkpatch sparse clean-kver
 
 all: modules replctl
@@ -98,6 +98,13 @@ DEBUG_TESTS := 30-differential 35-concurrent-fio 36-race 46-fault-matrix
 debug-check:
 	@$(REPO)/tools/debug-kernel >/dev/null
 	@$(REPO)/tests/vm/run -k debug $(patsubst %,$(REPO)/tests/vm/tests/%.sh,$(DEBUG_TESTS))
+
+# The same tests on the User-Mode Linux kernel of tools/uml-kernel (KASAN,
+# lockdep, atomic-sleep checks; ~8 min cold build, native speed, one CPU).
+# Not part of check yet.
+uml-check:
+	@$(REPO)/tools/uml-kernel >/dev/null
+	@$(REPO)/tests/vm/run -k uml $(patsubst %,$(REPO)/tests/vm/tests/%.sh,$(DEBUG_TESTS))
 
 checkpatch:
 	@$(REPO)/tests/checkpatch

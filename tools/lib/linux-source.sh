@@ -7,7 +7,8 @@
 # and under the same lock), and the allnoconfig + fragment configuration with
 # its check that every fragment line survived olddefconfig.
 #
-# The caller sets PROG (the name in messages), REPO and FRAGMENT, then calls
+# The caller sets PROG (the name in messages), REPO and FRAGMENT (and KARCH,
+# the kernel's ARCH=, when it is not x86_64: tools/uml-kernel's "um"), then calls
 # source_init, which sets TARBALL and SOURCE_ID (name, size and mtime of the
 # tarball: part of every build key).
 #
@@ -18,6 +19,7 @@ CACHE=${DMR_KUNIT_CACHE:-/var/cache/dm-replication}
 SRC_NAME=linux-source-6.12
 TREE=$CACHE/$SRC_NAME
 STAMP=$CACHE/$SRC_NAME.stamp
+KARCH=${KARCH:-x86_64}
 
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() {
@@ -47,7 +49,7 @@ source_init() {
 
 # build_key: a short hash of the source and the fragment.
 build_key() {
-	printf 'arch x86_64\nsource %s\n%s\n' "$SOURCE_ID" "$FRAGMENT" |
+	printf 'arch %s\nsource %s\n%s\n' "$KARCH" "$SOURCE_ID" "$FRAGMENT" |
 		sha256sum | cut -c1-16
 }
 
@@ -115,9 +117,9 @@ configure() {
 	mkdir -p "$out"
 	printf '%s\n' "$FRAGMENT" >"$out/fragment.config"
 	{
-		make -C "$TREE" O="$out" ARCH=x86_64 \
+		make -C "$TREE" O="$out" ARCH="$KARCH" \
 			KCONFIG_ALLCONFIG="$out/fragment.config" allnoconfig &&
-			make -C "$TREE" O="$out" ARCH=x86_64 olddefconfig
+			make -C "$TREE" O="$out" ARCH="$KARCH" olddefconfig
 	} >"$out/build.log" 2>&1 || {
 		tail -n 30 "$out/build.log" >&2
 		die "configuring failed (log: $out/build.log)"
@@ -130,7 +132,7 @@ configure() {
 kmake() {
 	local out=$1
 	shift
-	if ! make -C "$TREE" O="$out" ARCH=x86_64 -j"$JOBS" "$@" \
+	if ! make -C "$TREE" O="$out" ARCH="$KARCH" -j"$JOBS" "$@" \
 		>>"$out/build.log" 2>&1; then
 		grep -E 'error|Error' "$out/build.log" | head -n 20 >&2 || true
 		tail -n 30 "$out/build.log" >&2

@@ -33,17 +33,24 @@ step "scratch disks"
 read -r -a scratch <<<"$DISKS"
 set -- "${scratch[@]}"
 [ $# -eq 4 ]
-[ "$1" = /dev/vda ]
+# In order: virtio disks in QEMU, ubd ones on User-Mode Linux (-k uml).
+case "$KVER" in
+*-dmr-uml) [ "$1" = /dev/ubda ] ;;
+*) [ "$1" = /dev/vda ] ;;
+esac
 for d in "$@"; do
 	[ "$(blockdev --getsize64 "$d")" -eq $((1 << 30)) ]
 done
-[ -z "$(dd if=/dev/vda bs=1M count=1 iflag=direct 2>/dev/null | tr -d '\0')" ]
-echo hello | dd of=/dev/vda bs=512 conv=sync oflag=direct status=none
-[ "$(dd if=/dev/vda bs=512 count=1 iflag=direct status=none | tr -d '\0')" = hello ]
+[ -z "$(dd if="$1" bs=1M count=1 iflag=direct 2>/dev/null | tr -d '\0')" ]
+echo hello | dd of="$1" bs=512 conv=sync oflag=direct status=none
+[ "$(dd if="$1" bs=512 count=1 iflag=direct status=none | tr -d '\0')" = hello ]
 
 step "fio"
-fio --name=smoke --filename=/dev/vdb --rw=randwrite --bs=4k --size=4M \
+fio --name=smoke --filename="$2" --rw=randwrite --bs=4k --size=4M \
 	--direct=1 --ioengine=psync --verify=crc32c --output-format=terse >/dev/null
+fio --name=smoke-aio --filename="$2" --rw=randrw --bs=4k --size=4M \
+	--direct=1 --ioengine=libaio --iodepth=8 --verify=crc32c \
+	--output-format=terse >/dev/null
 echo "fio ok"
 
 step "python3"
