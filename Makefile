@@ -101,9 +101,10 @@ debug-check:
 
 # The same tests on the User-Mode Linux kernel of tools/uml-kernel (KASAN,
 # lockdep, atomic-sleep checks; ~8 min cold build, native speed, one CPU).
-# Not part of check yet.
+# Part of check (tests/check); a failed kernel build prints a summary line
+# that counts as a failure.
 uml-check:
-	@$(REPO)/tools/uml-kernel >/dev/null
+	@$(REPO)/tools/uml-kernel >/dev/null || { echo "FAIL tools/uml-kernel"; echo "0 passed, 1 failed"; exit 1; }
 	@$(REPO)/tests/vm/run -k uml $(patsubst %,$(REPO)/tests/vm/tests/%.sh,$(DEBUG_TESTS))
 
 checkpatch:

