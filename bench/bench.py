@@ -5,7 +5,8 @@
     bench.py io brd|virtio   figures 1, 2, 3, 7: fio on every peer
     bench.py checkpoint      figure 4: checkpoint latency against stored data
     bench.py failover        figure 5: the merge-down commit against dd
-    bench.py memory          figure 6: kernel memory per mapped chunk
+    bench.py memory          figure 6: kernel memory per mapped chunk,
+                             after a sequential and after a random fill
     bench.py primary         figure 8: the primary against dm-raid1; its
                              checkpoint barrier; its resync against dd
 
@@ -784,49 +785,89 @@ def snapshot_mem():
     return meminfo(), slabinfo()
 
 
-def mem_delta(res, peer, what, before, after, chunks):
+def mem_delta(res, peer, what, before, after, chunks, note=""):
     m0, s0 = before
     m1, s1 = after
     slab = (m1["Slab"] - m0["Slab"]) / chunks
     vm = (m1["VmallocUsed"] - m0["VmallocUsed"]) / chunks
     res.add("6", "virtio", what, peer, "slab B/chunk", "B", slab)
     res.add("6", "virtio", what, peer, "vmalloc B/chunk", "B", vm)
-    res.add("6", "virtio", what, peer, "total B/chunk", "B", slab + vm)
+    res.add("6", "virtio", what, peer, "total B/chunk", "B", slab + vm,
+            note)
     deltas = sorted(((s1.get(k, 0) - s0.get(k, 0), k) for k in
                      set(s0) | set(s1)), reverse=True)[:4]
     res.add("6", "virtio", what, peer, "top caches", "", None,
             ", ".join("%s %+.1f" % (k, v / chunks) for v, k in deltas))
 
 
+def fill_random(target, offset, size, qd=32):
+    """Write every 4 KiB block of SIZE bytes at OFFSET exactly once, in
+    random order (fio randwrite with its random map, O_DIRECT)."""
+    fio(target, "randwrite", CHUNK, qd, size, offset=offset)
+
+
+MEM_FILLS = (("sequential", fill), ("random", fill_random))
+
+
 def memory_bench():
+    """Figure 6: for ours and dm-snapshot, the kernel memory per mapped
+    chunk after a sequential fill (1 MiB writes, QD8) and after a random
+    fill (every 4 KiB chunk written once, in random order, QD32); ours also
+    after the checkpoint that follows each fill.  ours maps half the chunks
+    through the top (active), half through the port (hidden); dm-snapshot
+    all of them through the snapshot (its COW)."""
     res = Results("memory")
     d = Devices("virtio")
     mib = env_int("DMR_BENCH_MEM_MIB", 128)
     half = d.sectors * 512 // 2
     chunks = 2 * mib * MiB // CHUNK
     res.meta["chunks"] = chunks
+    res.meta["fills"] = {"sequential": "1 MiB writes, QD8",
+                         "random": "4 KiB randwrite, fio random map, QD32"}
+    # A warm-up, not measured: the first fill after boot also pays for
+    # one-off allocations (slab pages of caches used for the first time,
+    # mempools, fio's and the devices' first use), which showed as 10-15
+    # B/chunk in a first round.  Each peer, each fill, on a small region.
+    warm = env_int("DMR_BENCH_MEM_WARM_MIB", 8) * MiB
+    for kind, fn in MEM_FILLS:
+        for cls in (Ours, Snapshot):
+            p = cls(d)
+            try:
+                fn(p.top, 0, warm)
+                if cls is Ours:
+                    fn(p.port, half, warm)
+                p.reset()
+            finally:
+                p.close()
+    settle()
     for _ in range(REPS):
-        p = Ours(d)
-        try:
-            before = snapshot_mem()
-            fill(p.top, 0, mib * MiB)
-            fill(p.port, half, mib * MiB)
-            after = snapshot_mem()
-            mem_delta(res, "ours", "%d chunks mapped" % chunks, before, after,
-                      chunks)
-            p.reset()
-            mem_delta(res, "ours", "after checkpoint", before,
-                      snapshot_mem(), chunks)
-        finally:
-            p.close()
-        p = Snapshot(d)
-        try:
-            before = snapshot_mem()
-            fill(p.top, 0, 2 * mib * MiB)
-            mem_delta(res, "snapshot", "%d chunks mapped" % chunks, before,
-                      snapshot_mem(), chunks)
-        finally:
-            p.close()
+        for kind, fn in MEM_FILLS:
+            what = "%s fill, %d chunks mapped" % (kind, chunks)
+            p = Ours(d)
+            try:
+                before = snapshot_mem()
+                fn(p.top, 0, mib * MiB)
+                fn(p.port, half, mib * MiB)
+                st = dm_status("top").split()
+                after = snapshot_mem()
+                mem_delta(res, "ours", what, before, after, chunks,
+                          "active+hidden chunks used %s+%s" % (
+                              st[3].split("/")[0], st[4].split("/")[0]))
+                p.reset()
+                mem_delta(res, "ours", "%s fill, after checkpoint" % kind,
+                          before, snapshot_mem(), chunks)
+            finally:
+                p.close()
+            p = Snapshot(d)
+            try:
+                before = snapshot_mem()
+                fn(p.top, 0, 2 * mib * MiB)
+                st = dm_status("bsnap")
+                mem_delta(res, "snapshot", what, before, snapshot_mem(),
+                          chunks, "status: %s (COW sectors used/total, "
+                          "metadata)" % st)
+            finally:
+                p.close()
     return res
 
 

@@ -1,4 +1,4 @@
 #!/bin/bash
-# timeout: 600
+# timeout: 900
 # Figure 6: kernel memory per mapped chunk.
 exec python3 "$REPO/bench/bench.py" memory
