@@ -109,7 +109,6 @@ def work(a):
 def diagnose(log, ops, msgs, p):
     """Where in the log are the stamps of the first lost write, and its marks?"""
     import re
-    import struct
     m = re.search(r"flushed top write top \w+ (\d+)", " ".join(msgs))
     if not m:
         return
@@ -138,79 +137,116 @@ def diagnose(log, ops, msgs, p):
                                    " " + e.mark if e.mark else ""))
 
 
+class Points:
+    """The points to check in LOG: prefix lengths from START on, every one
+    that ends just after a FLUSH or FUA entry (FLUSH_POINTS of them at
+    random, all when 0) and RANDOM_POINTS others; and for each, the crash
+    window its marks give.  MARKS: the workload's marks by number, each
+    with its start t0 and end t1 (the log holds them as "m<N>")."""
+
+    def __init__(self, log, marks, rnd, flush_points, random_points, start=0):
+        ents = log.entries
+        n = len(ents)
+        flush = [e.index + 1 for e in ents[max(start - 1, 0):]
+                 if e.flags & (logwrites.FLUSH | logwrites.FUA)]
+        self.nflush = len(flush)
+        if flush_points and len(flush) > flush_points:
+            flush = rnd.sample(flush, flush_points)
+        self.fset = set(flush)
+        others = [p for p in range(start, n + 1) if p not in self.fset]
+        self.points = sorted(self.fset | set(rnd.sample(
+            others, min(random_points, len(others)))))
+        self.marks = marks
+        self.mark_at = [(e.index, int(e.mark[1:])) for e in ents
+                        if e.mark and e.mark.startswith("m")]
+        self.missing = set(marks) - {m for _, m in self.mark_at}
+        self.ents = ents
+
+    def windows(self):
+        """(k, P, cut0, cut1) for each point P in order: a prefix holds every
+        write acknowledged durable before a mark it contains (cut0, the
+        latest start of those marks) and none that started after a mark it
+        does not contain (cut1, the earliest end of those)."""
+        inf = float("inf")
+        ends = [self.marks[m]["t1"] for _, m in self.mark_at]
+        suffix_min = [inf] * (len(ends) + 1)
+        for i in range(len(ends) - 1, -1, -1):
+            suffix_min[i] = min(ends[i], suffix_min[i + 1])
+        mi, cut0 = 0, -inf
+        for k, p in enumerate(self.points):
+            while mi < len(self.mark_at) and self.mark_at[mi][0] < p:
+                cut0 = max(cut0, self.marks[self.mark_at[mi][1]]["t0"])
+                mi += 1
+            yield k, p, cut0, suffix_min[mi]
+
+    def what(self, p):
+        return "entry %d (%s%s)" % (
+            p, "after " + logwrites.flag_str(self.ents[p - 1].flags)
+            if p else "empty log", "" if p in self.fset else ", random")
+
+
+class Layers:
+    """BASE with the log replayed onto it up to a point, incrementally, under
+    a throw-away dm-snapshot (on the COW devices in turn: one COW cannot serve
+    two tables at the swap) and the slices rsec, rhid and ract over that."""
+
+    def __init__(self, dm, log, base, cows, sec_len, store_len):
+        self.dm, self.cows = dm, cows
+        self.rep = logwrites.Replayer(log, base)
+        self.snap = "0 %d snapshot %s %%s N 8" % (sec_len + 2 * store_len, base)
+        dm.make("rsnap", self.snap % cows[0])
+        dm.make("rsec", "0 %d linear /dev/mapper/rsnap 0" % sec_len)
+        dm.make("rhid", "0 %d linear /dev/mapper/rsnap %d" % (store_len, sec_len))
+        dm.make("ract", "0 %d linear /dev/mapper/rsnap %d" % (
+            store_len, sec_len + store_len))
+
+    def goto(self, k, p):
+        """Point K of the walk, prefix P.  Return: the seconds the replay
+        and the fresh layer took."""
+        t = now()
+        self.rep.advance(p)
+        t1 = now()
+        self.dm.load_line("rsnap", self.snap % self.cows[(k + 1) % len(self.cows)])
+        self.dm.resume("rsnap")
+        return t1 - t, now() - t1
+
+    def close(self):
+        for nm in ("ract", "rhid", "rsec", "rsnap"):
+            self.dm.unmake(nm)
+        self.rep.close()
+
+
 def check(a):
     with open(a.log) as f:
         L = json.load(f)
     ops = L["ops"]
     marks = {o["m"]: o for o in ops if o["op"] == "mark"}
     log = logwrites.Log(a.lwlog)
-    ents = log.entries
     if log.sectorsize != 512:
         print("not ok - log sector size %d (expected 512)" % log.sectorsize)
         return 1
-    rnd = random.Random(a.seed)
-    n = len(ents)
-    flush_pts = [e.index + 1 for e in ents if e.flags & (logwrites.FLUSH | logwrites.FUA)]
-    nflush = len(flush_pts)
-    if a.flush_points and nflush > a.flush_points:
-        flush_pts = rnd.sample(flush_pts, a.flush_points)
-    fset = set(flush_pts)
-    others = [p for p in range(n + 1) if p not in fset]
-    rand_pts = rnd.sample(others, min(a.random_points, len(others)))
-    points = sorted(fset | set(rand_pts))
-    # per position: the marks logged before it
-    mark_at = []		# (entry index, mark number)
-    for e in ents:
-        if e.mark and e.mark.startswith("m"):
-            mark_at.append((e.index, int(e.mark[1:])))
-    missing = set(marks) - {m for _, m in mark_at}
-    if missing:
-        print("not ok - %d marks the workload sent are not in the log" % len(missing))
+    pts = Points(log, marks, random.Random(a.seed), a.flush_points,
+                 a.random_points)
+    if pts.missing:
+        print("not ok - %d marks the workload sent are not in the log" % len(pts.missing))
         return 1
     print("# log: %d entries, %d FLUSH/FUA, %d marks; checking %d points" % (
-        n, nflush, len(mark_at), len(points)))
+        len(log.entries), pts.nflush, len(pts.mark_at), len(pts.points)))
 
-    # suffix minimum of the marks' end times, prefix maximum of their starts
-    INF = float("inf")
     T0 = [0] * a.sec_len
     S0 = [0] * a.sec_len
     dm = dmioctl.DM()
-    rep = logwrites.Replayer(log, a.base)
-    dlen = a.sec_len + 2 * a.store_len
     fails = 0
     checked = {"flush": 0, "random": 0}
     t_start = now()
-    mi = 0
-    cut0 = -INF
-    ends = [marks[m]["t1"] for _, m in mark_at]
-    suffix_min = [INF] * (len(ends) + 1)
-    for i in range(len(ends) - 1, -1, -1):
-        suffix_min[i] = min(ends[i], suffix_min[i + 1])
-    snap = "0 %d snapshot %s %%s N 8" % (dlen, a.base)
     tm = {"replay": 0.0, "layer": 0.0, "load": 0.0, "read": 0.0, "check": 0.0, "remove": 0.0}
-    cows = a.cow.split(",")
-    dm.make("rsnap", snap % cows[0])
-    dm.make("rsec", "0 %d linear /dev/mapper/rsnap 0" % a.sec_len)
-    dm.make("rhid", "0 %d linear /dev/mapper/rsnap %d" % (a.store_len, a.sec_len))
-    dm.make("ract", "0 %d linear /dev/mapper/rsnap %d" % (
-        a.store_len, a.sec_len + a.store_len))
-    for k, p in enumerate(points):
-        while mi < len(mark_at) and mark_at[mi][0] < p:
-            cut0 = max(cut0, marks[mark_at[mi][1]]["t0"])
-            mi += 1
-        cut1 = suffix_min[mi]
-        t = now()
-        rep.advance(p)
-        t1 = now()
-        tm["replay"] += t1 - t
-        # a fresh throw-away layer: the snapshot's table again, with the
-        # other COW device (one COW cannot serve two tables at the swap)
-        dm.load_line("rsnap", snap % cows[(k + 1) % len(cows)])
-        dm.resume("rsnap")
+    lay = Layers(dm, log, a.base, a.cow.split(","), a.sec_len, a.store_len)
+    for k, p, cut0, cut1 in pts.windows():
+        t_rep, t_lay = lay.goto(k, p)
+        tm["replay"] += t_rep
+        tm["layer"] += t_lay
         t2 = now()
-        tm["layer"] += t2 - t1
-        what = "entry %d (%s%s)" % (p, "after " + logwrites.flag_str(ents[p - 1].flags)
-                                    if p else "empty log", "" if p in fset else ", random")
+        what = pts.what(p)
         msgs = []
         try:
             try:
@@ -239,7 +275,7 @@ def check(a):
             if bad or any(m.startswith("not ok") for m in msgs):
                 raise RuntimeError("; ".join(m.replace("not ok - ", "") for m in msgs
                                              if not m.startswith("ok")))
-            checked["flush" if p in fset else "random"] += 1
+            checked["flush" if p in pts.fset else "random"] += 1
         except (RuntimeError, OSError) as e:
             fails += 1
             print("not ok - %s: %s" % (what, e))
@@ -259,10 +295,8 @@ def check(a):
                 except OSError:
                     pass
             tm["remove"] += now() - t5
-    for nm in ("ract", "rhid", "rsec", "rsnap"):
-        dm.unmake(nm)
+    lay.close()
     print("# seconds spent: " + ", ".join("%s %.1f" % kv for kv in tm.items()))
-    rep.close()
     dm.close()
     print("# checked %d replay points (%d flush points, %d random), %d failures (%.0fs)" % (
         checked["flush"] + checked["random"] + fails, checked["flush"], checked["random"],

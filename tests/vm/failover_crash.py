@@ -176,10 +176,16 @@ def history(args, rnd, ids, dm):
 # The merge phase: a top writer, and the cut.
 
 class Writer(threading.Thread):
-    def __init__(self, args, rnd, ids, dm, fo_chunks, nsect, log):
+    """Top writes during the merge; DURABLE_HOOK, when given, is called
+    after every acknowledged durability point (an O_DSYNC write or an
+    fdatasync returned)."""
+
+    def __init__(self, args, rnd, ids, dm, fo_chunks, nsect, log,
+                 durable_hook=None):
         super().__init__()
         self.args, self.rnd, self.ids, self.dm = args, rnd, ids, dm
         self.fo_chunks, self.nsect, self.log = fo_chunks, nsect, log
+        self.durable_hook = durable_hook or (lambda: None)
         self.stop = threading.Event()
         self.errors = []
         self.store = set(fo_chunks)
@@ -241,6 +247,8 @@ class Writer(threading.Thread):
                                  "id": i, "s": s, "n": n, "t0": t0,
                                  "t1": now(), "ok": ok})
                 buf.close()
+                if ok and sync:
+                    self.durable_hook()
                 if self.rnd.random() < 0.4:
                     t0 = now()
                     try:
@@ -251,6 +259,8 @@ class Writer(threading.Thread):
                         self.errors.append("fdatasync: %s" % e)
                     self.log.append({"op": "flush", "t0": t0, "t1": now(),
                                      "ok": ok})
+                    if ok:
+                        self.durable_hook()
         finally:
             os.close(fd)
             os.close(sfd)

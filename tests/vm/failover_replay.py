@@ -45,6 +45,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crash  # noqa: E402
+import crash_replay  # noqa: E402
 import dmioctl  # noqa: E402
 import failover_crash  # noqa: E402
 import logwrites  # noqa: E402
@@ -71,54 +72,6 @@ class Marker:
             self.marks.append({"m": n, "t0": t0, "t1": now()})
 
 
-class Writer(failover_crash.Writer):
-    """failover_crash.py's writer, marking every durability point."""
-
-    def __init__(self, mark, *a):
-        super().__init__(*a)
-        self.mark = mark
-
-    def work(self):
-        fd = os.open(self.args.top, os.O_WRONLY | os.O_DIRECT)
-        sfd = os.open(self.args.top, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
-        try:
-            while not self.stop.is_set():
-                s, n = self.pick()
-                sync = self.rnd.random() < 0.15
-                i = self.ids()
-                buf = crash.stamp_buf(s, n, i, 1)
-                t0 = now()
-                try:
-                    ok = os.pwrite(sfd if sync else fd, buf,
-                                   s * crash.SECTOR) == n * crash.SECTOR
-                    if not ok:
-                        self.errors.append("short write %d" % i)
-                except OSError as e:
-                    ok = False
-                    self.errors.append("top write %d+%d: %s" % (s, n, e))
-                self.log.append({"op": "syncwrite" if sync else "write",
-                                 "id": i, "s": s, "n": n, "t0": t0,
-                                 "t1": now(), "ok": ok})
-                buf.close()
-                if ok and sync:
-                    self.mark()
-                if self.rnd.random() < 0.4:
-                    t0 = now()
-                    try:
-                        os.fdatasync(fd)
-                        ok = True
-                    except OSError as e:
-                        ok = False
-                        self.errors.append("fdatasync: %s" % e)
-                    self.log.append({"op": "flush", "t0": t0, "t1": now(),
-                                     "ok": ok})
-                    if ok:
-                        self.mark()
-        finally:
-            os.close(fd)
-            os.close(sfd)
-
-
 def work(a):
     rnd = random.Random(a.seed)
     nid = [0]
@@ -134,8 +87,8 @@ def work(a):
     e0, fo_chunks = failover_crash.history(hargs, rnd, ids, dm)
     mark("h")
     ops = []
-    w = Writer(mark, hargs, random.Random(rnd.random()), ids, dm, fo_chunks,
-               len(e0), ops)
+    w = failover_crash.Writer(hargs, random.Random(rnd.random()), ids, dm,
+                              fo_chunks, len(e0), ops, durable_hook=mark)
     depth = rnd.choice([1, 2])
     dm.message(a.top, "commit_depth %d" % depth)
     w.start()
@@ -244,97 +197,37 @@ def check(a):
     marks = {m["m"]: m for m in doc["marks"]}
     model = Model(doc)
     log = logwrites.Log(a.lwlog)
-    ents = log.entries
     try:
         h = log.mark_index("h")
     except KeyError:
         print("not ok - the history's mark is not in the log")
         return 1
-    rnd = random.Random(a.seed)
-    n = len(ents)
-    flush_pts = [e.index + 1 for e in ents[h:]
-                 if e.flags & (logwrites.FLUSH | logwrites.FUA)]
-    nflush = len(flush_pts)
-    if a.flush_points and nflush > a.flush_points:
-        flush_pts = rnd.sample(flush_pts, a.flush_points)
-    fset = set(flush_pts)
-    others = [p for p in range(h + 1, n + 1) if p not in fset]
-    points = sorted(fset | set(rnd.sample(others, min(a.random_points,
-                                                      len(others)))))
-    mark_at = [(e.index, int(e.mark[1:])) for e in ents
-               if e.mark and e.mark.startswith("m")]
-    missing = set(marks) - {m for _, m in mark_at}
-    if missing:
+    pts = crash_replay.Points(log, marks, random.Random(a.seed),
+                              a.flush_points, a.random_points, start=h + 1)
+    if pts.missing:
         print("not ok - %d marks the workload sent are not in the log"
-              % len(missing))
+              % len(pts.missing))
         return 1
+    n = len(log.entries)
     print("# log: %d entries, %d after the history, %d FLUSH/FUA after it, "
-          "%d marks; checking %d points" % (n, n - h, nflush, len(mark_at),
-                                             len(points)))
-    inf = float("inf")
-    ends = [marks[m]["t1"] for _, m in mark_at]
-    suffix_min = [inf] * (len(ends) + 1)
-    for i in range(len(ends) - 1, -1, -1):
-        suffix_min[i] = min(ends[i], suffix_min[i + 1])
+          "%d marks; checking %d points" % (n, n - h, pts.nflush,
+                                             len(pts.mark_at), len(pts.points)))
     dm = dmioctl.DM()
-    rep = logwrites.Replayer(log, a.base)
-    dlen = a.sec_len + 2 * a.store_len
-    snap = "0 %d snapshot %s %%s N 8" % (dlen, a.base)
-    cows = a.cow.split(",")
-    dm.make("rsnap", snap % cows[0])
-    dm.make("rsec", "0 %d linear /dev/mapper/rsnap 0" % a.sec_len)
-    dm.make("rhid", "0 %d linear /dev/mapper/rsnap %d" % (a.store_len, a.sec_len))
-    dm.make("ract", "0 %d linear /dev/mapper/rsnap %d" % (
-        a.store_len, a.sec_len + a.store_len))
+    lay = crash_replay.Layers(dm, log, a.base, a.cow.split(","), a.sec_len,
+                              a.store_len)
     fails = 0
     states = {}
     checked = {"flush": 0, "random": 0}
     t_start = now()
-    mi = 0
-    cut0 = -inf
-    for k, p in enumerate(points):
-        while mi < len(mark_at) and mark_at[mi][0] < p:
-            cut0 = max(cut0, marks[mark_at[mi][1]]["t0"])
-            mi += 1
-        cut1 = suffix_min[mi]
-        rep.advance(p)
-        dm.load_line("rsnap", snap % cows[(k + 1) % len(cows)])
-        dm.resume("rsnap")
-        what = "entry %d (%s%s)" % (p, "after " + logwrites.flag_str(ents[p - 1].flags),
-                                    "" if p in fset else ", random")
+    for k, p, cut0, cut1 in pts.windows():
+        lay.goto(k, p)
         msgs = []
         try:
-            try:
-                dm.make("rtop", "0 %d replication secondary /dev/mapper/rsec "
-                        "/dev/mapper/rhid /dev/mapper/ract %d" % (a.sec_len, a.chunk))
-            except OSError as e:
-                raise RuntimeError("the top table does not load: %s" % e)
-            st = dm.params("rtop").split()
-            if st[1] not in ("running", "failover", "done") or st[2] != "0":
-                raise RuntimeError("top status after load: %s" % " ".join(st))
-            states[st[1]] = states.get(st[1], 0) + 1
-            bad = model.check(crash.read_dev("/dev/mapper/rtop"), cut0, cut1,
-                              "top (%s)" % st[1], msgs.append)
-            if bad:
-                raise RuntimeError("%d top sectors wrong at load" % bad)
-            if st[1] != "running":
-                deadline = now() + a.merge_timeout
-                while st[1] == "failover" and now() < deadline:
-                    time.sleep(0.02)
-                    st = dm.params("rtop").split()
-                if st[1:3] != ["done", "0"]:
-                    raise RuntimeError("the resumed merge did not end: %s"
-                                       % " ".join(st))
-                bad = model.check(crash.read_dev("/dev/mapper/rsec"), cut0,
-                                  cut1, "secondary device after done",
-                                  msgs.append)
-                if bad:
-                    raise RuntimeError("%d sectors of the secondary device "
-                                       "wrong after the resumed merge" % bad)
-            checked["flush" if p in fset else "random"] += 1
+            check_point(a, dm, model, cut0, cut1, states, msgs)
+            checked["flush" if p in pts.fset else "random"] += 1
         except (RuntimeError, OSError) as e:
             fails += 1
-            print("not ok - %s: %s" % (what, e))
+            print("not ok - %s: %s" % (pts.what(p), e))
             for m in msgs:
                 print(m)
             if fails >= a.max_fails:
@@ -345,9 +238,7 @@ def check(a):
                 dm.unmake("rtop")
             except OSError:
                 pass
-    for nm in ("ract", "rhid", "rsec", "rsnap"):
-        dm.unmake(nm)
-    rep.close()
+    lay.close()
     dm.close()
     print("# states at load: %s" % ", ".join(
         "%s %d" % kv for kv in sorted(states.items())))
@@ -356,6 +247,36 @@ def check(a):
               checked["flush"] + checked["random"] + fails, checked["flush"],
               checked["random"], fails, now() - t_start))
     return 1 if fails else 0
+
+
+def check_point(a, dm, model, cut0, cut1, states, msgs):
+    """Loads the top on the layers and checks it; raises RuntimeError."""
+    try:
+        dm.make("rtop", "0 %d replication secondary /dev/mapper/rsec "
+                "/dev/mapper/rhid /dev/mapper/ract %d" % (a.sec_len, a.chunk))
+    except OSError as e:
+        raise RuntimeError("the top table does not load: %s" % e)
+    st = dm.params("rtop").split()
+    if st[1] not in ("running", "failover", "done") or st[2] != "0":
+        raise RuntimeError("top status after load: %s" % " ".join(st))
+    states[st[1]] = states.get(st[1], 0) + 1
+    bad = model.check(crash.read_dev("/dev/mapper/rtop"), cut0, cut1,
+                      "top (%s)" % st[1], msgs.append)
+    if bad:
+        raise RuntimeError("%d top sectors wrong at load" % bad)
+    if st[1] == "running":
+        return
+    deadline = now() + a.merge_timeout
+    while st[1] == "failover" and now() < deadline:
+        time.sleep(0.02)
+        st = dm.params("rtop").split()
+    if st[1:3] != ["done", "0"]:
+        raise RuntimeError("the resumed merge did not end: %s" % " ".join(st))
+    bad = model.check(crash.read_dev("/dev/mapper/rsec"), cut0, cut1,
+                      "secondary device after done", msgs.append)
+    if bad:
+        raise RuntimeError("%d sectors of the secondary device wrong after "
+                           "the resumed merge" % bad)
 
 
 def main():

@@ -39,7 +39,6 @@
 
 SEC_LEN=2048		# 1 MiB secondary
 STORE_LEN=3072		# 1.5 MiB hidden and active
-DISK_LEN=$((SEC_LEN + 2 * STORE_LEN))
 set -- $DISKS
 losetup -D 2>/dev/null
 REAL=$1 LOGDEV=$2 BASE_DISK=$3 COW=$4
@@ -64,33 +63,12 @@ fi
 session() {
 	local chunk=$1 seed=$2 t0=$SECONDS out
 	dm_remove_all
-	blkdiscard -z $REAL 2>/dev/null || dd if=/dev/zero of=$REAL bs=1M count=$((DISK_LEN / 2048)) oflag=direct status=none
-	blkdiscard -z -l 1M $LOGDEV 2>/dev/null || dd if=/dev/zero of=$LOGDEV bs=1M count=1 oflag=direct status=none
-	blkdiscard -z $BASE_DISK 2>/dev/null || dd if=/dev/zero of=$BASE_DISK bs=1M count=$((DISK_LEN / 2048)) oflag=direct status=none
-	dmsetup create lw --table "0 $DISK_LEN log-writes $REAL $LOGDEV" || die "cannot create log-writes"
-	# one loop device (direct I/O) between the slices and the log: see above
-	LOOP=$(losetup --direct-io=on -f --show /dev/mapper/lw) ||
-		die "cannot set up the loop device"
-	dmsetup create rsec0 --table "0 $SEC_LEN linear $LOOP 0" &&
-		dmsetup create rhid0 --table "0 $STORE_LEN linear $LOOP $SEC_LEN" &&
-		dmsetup create ract0 --table "0 $STORE_LEN linear $LOOP $((SEC_LEN + STORE_LEN))" ||
-		die "cannot create the slices"
-	dmsetup create top --table "0 $SEC_LEN replication secondary /dev/mapper/rsec0 /dev/mapper/rhid0 /dev/mapper/ract0 $chunk" &&
-		dmsetup create port --table "0 $SEC_LEN replication port /dev/mapper/rsec0" ||
-		die "cannot load the top and the port"
+	replay_stack_up $chunk
 	echo "# session: chunk $chunk, seed $seed, workload ${DURATION}s"
 	$PY work --top top --port port --lw lw --chunk $chunk --seed $seed \
 		--duration $DURATION --log "$TMPDIR/ops.$seed" ||
 		not_ok "chunk $chunk: the workload saw errors"
-	dmsetup remove port && dmsetup remove top &&
-		dmsetup remove rsec0 rhid0 ract0 && losetup -d $LOOP &&
-		dmsetup remove lw ||
-		die "cannot tear down the logged stack"
-	python3 "$REPO/tests/vm/logwrites.py" --summary $LOGDEV | sed 's/^/# log: /'
-	dmsetup create rbase --table "0 $DISK_LEN linear $BASE_DISK 0" &&
-		dmsetup create cowa --table "0 262144 linear $COW 0" &&
-		dmsetup create cowb --table "0 262144 linear $COW 262144" ||
-		die "cannot create the base and the COW devices"
+	replay_stack_down
 	out=$($PY check --log "$TMPDIR/ops.$seed" --lwlog $LOGDEV --base /dev/mapper/rbase \
 		--cow /dev/mapper/cowa,/dev/mapper/cowb --sec-len $SEC_LEN --store-len $STORE_LEN --chunk $chunk \
 		--seed $seed --flush-points $FLUSH_POINTS --random-points $RANDOM_POINTS --diagnose)
