@@ -216,6 +216,17 @@ class Layers:
         self.rep.close()
 
 
+def add_check_args(p, random_points):
+    """The options of a replay check."""
+    p.add_argument("--lwlog")
+    p.add_argument("--base")
+    p.add_argument("--cow")
+    p.add_argument("--sec-len", type=int)
+    p.add_argument("--store-len", type=int)
+    p.add_argument("--flush-points", type=int, default=0)
+    p.add_argument("--random-points", type=int, default=random_points)
+
+
 def check(a):
     with open(a.log) as f:
         L = json.load(f)
@@ -317,13 +328,7 @@ def main():
     p.add_argument("--hot", type=int, default=48)
     p.add_argument("--id-base", type=int, default=0)
     p.add_argument("--log")
-    p.add_argument("--lwlog")
-    p.add_argument("--base")
-    p.add_argument("--cow")
-    p.add_argument("--sec-len", type=int)
-    p.add_argument("--store-len", type=int)
-    p.add_argument("--flush-points", type=int, default=0)
-    p.add_argument("--random-points", type=int, default=100)
+    add_check_args(p, random_points=100)
     p.add_argument("--max-fails", type=int, default=20)
     p.add_argument("--diagnose", action="store_true",
                    help="at the first failure, find the lost write's stamps in the log")

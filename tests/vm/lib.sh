@@ -212,8 +212,22 @@ diff_verdict() {
 
 # ---- crash replay (41, 42: tests/vm/logwrites.py) --------------------------
 #
-# The test sets REAL, LOGDEV, BASE_DISK and COW (scratch disks), SEC_LEN and
-# STORE_LEN (sectors).
+# The test sets SEC_LEN and STORE_LEN (sectors) and calls replay_prepare.
+
+# replay_prepare: REAL, LOGDEV, BASE_DISK and COW are the scratch disks; the
+# test's devices are removed when it exits; skip (77) without dm-log-writes
+# or dm-snapshot.
+replay_prepare() {
+	# shellcheck disable=SC2086 # $DISKS is a list
+	set -- $DISKS
+	losetup -D 2>/dev/null
+	REAL=$1 LOGDEV=$2 BASE_DISK=$3 COW=$4
+	trap 'dm_remove_all; losetup -D' EXIT
+	modprobe dm-log-writes 2>/dev/null
+	modprobe dm-snapshot 2>/dev/null
+	dmsetup targets | grep -q '^log-writes' || { echo "# no dm-log-writes"; exit 77; }
+	dmsetup targets | grep -q '^snapshot' || { echo "# no dm-snapshot"; exit 77; }
+}
 
 # replay_stack_up CHUNK: zero the disks; put a dm-log-writes device "lw"
 # over REAL (its log on LOGDEV), one loop device over it (direct I/O; set in

@@ -39,16 +39,8 @@
 
 SEC_LEN=2048		# 1 MiB secondary
 STORE_LEN=3072		# 1.5 MiB hidden and active
-set -- $DISKS
-losetup -D 2>/dev/null
-REAL=$1 LOGDEV=$2 BASE_DISK=$3 COW=$4
 PY="python3 $REPO/tests/vm/crash_replay.py"
-trap 'dm_remove_all; losetup -D' EXIT
-
-modprobe dm-log-writes 2>/dev/null
-modprobe dm-snapshot 2>/dev/null
-dmsetup targets | grep -q '^log-writes' || { echo "# no dm-log-writes"; exit 77; }
-dmsetup targets | grep -q '^snapshot' || { echo "# no dm-snapshot"; exit 77; }
+replay_prepare
 
 # A point costs ~0.8 s under TCG (the loads and removals of the top and the
 # port, reading and checking it).  make check: one session, ~260 points;

@@ -21,16 +21,8 @@
 
 SEC_LEN=4096		# 2 MiB secondary
 STORE_LEN=6144		# 3 MiB hidden and active
-set -- $DISKS
-losetup -D 2>/dev/null
-REAL=$1 LOGDEV=$2 BASE_DISK=$3 COW=$4
 PY="python3 $REPO/tests/vm/failover_replay.py"
-trap 'dm_remove_all; losetup -D' EXIT
-
-modprobe dm-log-writes 2>/dev/null
-modprobe dm-snapshot 2>/dev/null
-dmsetup targets | grep -q '^log-writes' || { echo "# no dm-log-writes"; exit 77; }
-dmsetup targets | grep -q '^snapshot' || { echo "# no dm-snapshot"; exit 77; }
+replay_prepare
 
 # A point costs ~1 s under TCG (load, read, the resumed merge, read).
 if [ -n "${DMR_SOAK:-}" ]; then
