@@ -130,17 +130,6 @@ def work(a):
     return 1 if errors else 0
 
 
-def durable_before(o, ops, t):
-    """Completed, and made durable (O_DSYNC, or an fdatasync that started
-    after it completed), before time T."""
-    if "write" not in o["op"] or not o["ok"] or o["t1"] >= t:
-        return False
-    if o["op"] == "syncwrite":
-        return True
-    return any(f["op"] == "flush" and f["ok"] and f["t1"] < t and
-               o["t1"] < f["t0"] for f in ops)
-
-
 class Model:
     """What each sector may and must hold for a crash in [cut0, cut1]."""
 
