@@ -347,11 +347,10 @@ class Test:
     def race_round(self, r):
         tparts = self.partition([0, 1, None])
         pparts = self.partition([0, 1, None])
-        towned = {c for o in (0, 1) for f, n in tparts[o] for c in range(f, f + n)}
+        owner = {c: o for o in (0, 1) for f, n in tparts[o] for c in range(f, f + n)}
+        towned = set(owner)
         snap = bytes(self.m.top)
         prefix = b"R%d.T" % r		# the round's top stamps
-        labels = [b"R%d.T%d.%d" % (r, w, i) for w in (0, 1)
-                  for i in range(self.a.ops)]
         done = threading.Event()
         errors, topw, portw, reads = [], [[], []], [[], []], [0, 0]
 
@@ -365,10 +364,12 @@ class Test:
                 if a // self.cb in towned and g.startswith(prefix) and \
                         g == sector(g.split(b" ", 1)[0], a // SECTOR):
                     continue
-                # A top-owned sector read while its writer wrote it.
+                # A top-owned sector read while its owner wrote it.
                 if a // self.cb in towned and any(
-                        torn(g, snap[a:a + SECTOR], sector(t, a // SECTOR))
-                        for t in labels):
+                        torn(g, snap[a:a + SECTOR],
+                             sector(b"R%d.T%d.%d" % (r, owner[a // self.cb], i),
+                                    a // SECTOR))
+                        for i in range(self.a.ops)):
                     continue
                 raise Failure("round %d: top read of chunk %d sector %d saw %r "
                               "(%s)" % (r, a // self.cb, a // SECTOR, g[:24],
