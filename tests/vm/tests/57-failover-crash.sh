@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
 # timeout: 600
 # kernels: 6.12
+# soak: failover power cuts, each mode with both chunk sizes
+# soak-timeout: 1200
 #
 # Power cuts during a failover's merge (tests/vm/failover_crash.py).
 #
@@ -84,7 +86,7 @@ after_cut() {
 	fi
 	st=$(field top 1)
 	if [ "$must_done" = 1 ]; then
-		check_eq "$st" done "round $n: done was seen before the cut $what: loads as done"
+		check_eq "$st" "done" "round $n: done was seen before the cut $what: loads as done"
 	else
 		case $st in
 		failover | done) ok "round $n: state $st after the cut $what" ;;
@@ -205,21 +207,32 @@ if [ -n "${FOCRASH_ROUNDS:-}" ]; then
 	finish
 	exit
 fi
-round 1 immediate 8
-round 2 random 8
-round 3 random 8 double
-round 4 end 8
-round 5 random 64
-round 6 at-done 64
-round 7 random 64 double
-round 8 end 64
+# make check: every mode once, both chunk sizes, ~22 s a round; make soak:
+# each mode with both chunk sizes.
+if [ -n "${DMR_SOAK:-}" ]; then
+	virtio_rounds="immediate:8 random:8 random:8:double end:8 random:64
+		at-done:64 random:64:double end:64 immediate:64 at-done:8"
+	brd_rounds="random:8 done:64 random:64 done:8"
+else
+	virtio_rounds="immediate:8 random:8:double end:64 at-done:64"
+	brd_rounds="random:8 done:64"
+fi
+n=0
+for r in $virtio_rounds; do
+	n=$((n + 1))
+	IFS=: read -r m c d <<<"$r"
+	round $n "$m" "$c" $d
+done
 
 # Stores without a volatile write cache (brd).  (Too fast there for a
 # second cut during a resumed merge.)
 ram_disks 1 $((DISK_LEN / 2048))
 crash_disk /dev/ram0
-round 9 random 8
-round 10 done 64
+for r in $brd_rounds; do
+	n=$((n + 1))
+	IFS=: read -r m c d <<<"$r"
+	round $n "$m" "$c" $d
+done
 
 dm_remove_all
 finish
