@@ -316,12 +316,11 @@ void dmr_cell_release(struct dmr_job *job)
 }
 
 /**
- * dmr_job_free() - free a job, and its entry unless the map took it
+ * dmr_job_free() - free a job
  * @job: the job, holding no chunk
  */
 void dmr_job_free(struct dmr_job *job)
 {
-	dmr_store_free_entry(job->entry);
 	mempool_free(job, &job->core->job_pool);
 }
 
@@ -338,7 +337,7 @@ void dmr_job_list_free(struct llist_node *list)
 }
 
 /**
- * dmr_job_alloc() - allocate a job, with a map entry for its chunk
+ * dmr_job_alloc() - allocate a job
  * @core: the session's loaded state
  * @gfp: allocation flags
  *
@@ -355,11 +354,6 @@ struct dmr_job *dmr_job_alloc(struct dmr_core *core, gfp_t gfp)
 	INIT_HLIST_NODE(&job->cell);
 	bio_list_init(&job->waiters);
 	atomic_set(&job->run_left, 1);
-	job->entry = dmr_store_alloc_entry(gfp);
-	if (!job->entry) {
-		mempool_free(job, &core->job_pool);
-		return NULL;
-	}
 	return job;
 }
 

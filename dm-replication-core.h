@@ -61,7 +61,6 @@ struct dmr_job {
 	struct dmr_core *core;
 	struct dmr_store *store;
 	struct bio *bio;
-	struct dmr_map_entry *entry;
 	struct dmr_job *run_next;	/* the next chunk of a run's bio */
 	struct dmr_job *run_head;	/* a port run's first job, in the others */
 	atomic_t run_left;		/* in a port run's first: jobs to persist */
@@ -205,7 +204,7 @@ void dmr_defer_bios(struct dmr_core *core, struct bio_list *bios);
 struct dmr_bucket *dmr_bucket(struct dmr_core *core, u32 chunk);
 /* The job whose cell holds @chunk, under the bucket's lock, or NULL. */
 struct dmr_job *dmr_cell_holder(struct dmr_bucket *b, u32 chunk);
-/* A zeroed job with a map entry, or NULL.  Return: it. */
+/* A zeroed job, or NULL.  Return: it. */
 struct dmr_job *dmr_job_alloc(struct dmr_core *core, gfp_t gfp);
 void dmr_job_free(struct dmr_job *job);
 void dmr_job_list_free(struct llist_node *list);

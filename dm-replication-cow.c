@@ -4,7 +4,7 @@
  *
  * This file owns what a store is: its device's I/O (two header copies and an
  * array of epoch-stamped records, dm-replication-format.h, encoded by
- * dm-replication-format.c), its in-core mapping (an rhashtable swapped for
+ * dm-replication-format.c), its in-core mapping (a dense table swapped for
  * an empty one at checkpoint), its bump allocator and its record commit.
  *
  * Crash consistency rests on three rules:
@@ -18,9 +18,11 @@
  */
 #include <linux/dm-bufio.h>
 #include <linux/dm-io.h>
+#include <linux/hash.h>
 #include <linux/kernel.h>
 #include <linux/log2.h>
-#include <linux/rhashtable.h>
+#include <linux/rcupdate.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
@@ -32,17 +34,7 @@
 
 struct dmr_map;
 
-/*
- * One mapping of a store: chunk of the secondary device -> slot.  The top bit
- * of @slot says the mapping's record is durable (persisted); slots are below
- * %DMR_MAX_SLOTS.
- */
-struct dmr_map_entry {
-	struct rhash_head node;
-	u32 chunk;
-	u32 slot;
-};
-
+/* The top bit of an index bucket: the mapping's record is durable. */
 #define DMR_SLOT_DURABLE	BIT(31)
 
 struct dmr_store {
@@ -71,53 +63,246 @@ struct dmr_store {
 };
 
 /* ---------------------------------------------------------------------------
- * The in-core mapping: chunk -> slot, one rhashtable per store and epoch.
+ * The in-core mapping of one epoch: chunk -> slot.
+ *
+ * The bump allocator hands slots out in order from 0, so the map is two
+ * dense arrays:
+ *  - @rev, by slot: the chunk the slot holds (%DMR_NO_CHUNK while it holds
+ *    none), in pages of %DMR_REV_PER_PAGE entries;
+ *  - @index, an open-addressing table (linear probing) of u32 buckets, found
+ *    by a hash of the chunk: 0 when empty, else the slot + 1 in the low
+ *    @slot_bits, a tag (other bits of the hash) above it, so that a probe
+ *    rarely reads @rev in vain, and %DMR_SLOT_DURABLE on top.
+ * Nothing is removed within an epoch, so lookups take no lock: they run
+ * under RCU against an insert (which publishes its bucket with release
+ * semantics after the slot's @rev entry) and against a growth (which
+ * publishes a new index and frees the old one after a grace period).
+ * Inserts, growth and the durable bit are serialised by @lock.
+ *
+ * Room is made ahead (dmr_map_reserve(), which sleeps): a slot below @room
+ * has its @rev page, and @index has a bucket for it at most 3/4 full, so an
+ * insert never allocates.  The allocator hands out no slot above @room.
+ * Memory: 4 bytes a slot given out, 4 bytes a bucket; about 9 to 17 bytes a
+ * mapped chunk (an rhashtable's entries alone took 16, its buckets more).
  */
+#define DMR_REV_SHIFT		10
+#define DMR_REV_PER_PAGE	BIT(DMR_REV_SHIFT)
+#define DMR_NO_CHUNK		U32_MAX		/* chunks are below U32_MAX */
+#define DMR_INDEX_MIN_BITS	10
+
+struct dmr_index {
+	struct rcu_head rcu;
+	unsigned int bits;
+	u32 buckets[];
+};
 
 struct dmr_map {
-	struct rhashtable ht;
+	struct dmr_index __rcu *index;
+	u32 **rev;
+	u32 nr_slots;			/* the store's */
+	u32 slot_bits;
+	u32 tag_mask;			/* the tag's bits in a bucket */
+	u32 nr;				/* chunks mapped */
+	u32 room;			/* see above */
+	struct mutex lock;
 	struct work_struct free_work;
 };
 
-static const struct rhashtable_params dmr_map_params = {
-	.key_len = sizeof(u32),
-	.key_offset = offsetof(struct dmr_map_entry, chunk),
-	.head_offset = offsetof(struct dmr_map_entry, node),
-	.min_size = 64,
-};
-
-static struct kmem_cache *dmr_entry_cache;
 static struct workqueue_struct *dmr_free_wq;	/* frees old maps */
 
-/**
- * dmr_store_alloc_entry() - allocate a mapping entry
- * @gfp: allocation flags
- *
- * Return: the entry, or NULL.
- */
-struct dmr_map_entry *dmr_store_alloc_entry(gfp_t gfp)
+static u32 dmr_map_slot_mask(const struct dmr_map *m)
 {
-	return kmem_cache_alloc(dmr_entry_cache, gfp);
+	return (u32)(BIT_ULL(m->slot_bits) - 1);
 }
 
-/**
- * dmr_store_free_entry() - free a mapping entry that was never inserted
- * @e: the entry, or NULL
- */
-void dmr_store_free_entry(struct dmr_map_entry *e)
+static u32 dmr_map_rev(const struct dmr_map *m, u32 slot)
 {
-	if (e)
-		kmem_cache_free(dmr_entry_cache, e);
+	const u32 *page = READ_ONCE(m->rev[slot >> DMR_REV_SHIFT]);
+
+	return READ_ONCE(page[slot & (DMR_REV_PER_PAGE - 1)]);
 }
 
-static void dmr_map_free_entry(void *ptr, void *arg)
+/*
+ * The bucket of @chunk in @ix, or the empty bucket where it would go; @val
+ * is set to what the bucket held when it was read (0: empty).  The caller
+ * holds the RCU read lock or @m->lock.
+ */
+static u32 *dmr_index_find(const struct dmr_map *m, struct dmr_index *ix,
+			   u32 chunk, u32 *val)
 {
-	kmem_cache_free(dmr_entry_cache, ptr);
+	u32 h = __hash_32(chunk), mask = BIT(ix->bits) - 1;
+	u32 tag = (h << m->slot_bits) & m->tag_mask;
+	u32 i, b;
+
+	for (i = h >> (32 - ix->bits);; i = (i + 1) & mask) {
+		/* Pairs with the release in dmr_map_insert(): @rev is set. */
+		b = smp_load_acquire(&ix->buckets[i]);
+		if (!b ||
+		    ((b & m->tag_mask) == tag &&
+		     dmr_map_rev(m, (b & dmr_map_slot_mask(m)) - 1) == chunk)) {
+			*val = b;
+			return &ix->buckets[i];
+		}
+	}
+}
+
+/*
+ * The bucket value of @chunk, 0 when it is not mapped.  Any context.  (An
+ * empty bucket that an insert fills meanwhile is still a miss.)
+ */
+static u32 dmr_map_get(const struct dmr_map *m, u32 chunk)
+{
+	u32 b;
+
+	rcu_read_lock();
+	dmr_index_find(m, rcu_dereference(m->index), chunk, &b);
+	rcu_read_unlock();
+	return b;
+}
+
+static struct dmr_index *dmr_index_alloc(unsigned int bits)
+{
+	unsigned int noio = memalloc_noio_save();
+	struct dmr_index *ix;
+
+	ix = kvzalloc(struct_size(ix, buckets, BIT(bits)), GFP_KERNEL);
+	memalloc_noio_restore(noio);
+	if (ix)
+		ix->bits = bits;
+	return ix;
+}
+
+/* Fills the empty @to with the buckets of @from (tags and bits kept). */
+static void dmr_index_rehash(const struct dmr_map *m, struct dmr_index *to,
+			     const struct dmr_index *from)
+{
+	u32 i, b, chunk, empty;
+
+	for (i = 0; i < BIT(from->bits); i++) {
+		b = from->buckets[i];
+		if (!b)
+			continue;
+		chunk = dmr_map_rev(m, (b & dmr_map_slot_mask(m)) - 1);
+		*dmr_index_find(m, to, chunk, &empty) = b;
+	}
+}
+
+/* The index bits for @slots mappings at most 3/4 full. */
+static unsigned int dmr_index_bits_for(u32 slots)
+{
+	u64 need = DIV_ROUND_UP_ULL((u64)slots * 4, 3);
+
+	return max_t(unsigned int, DMR_INDEX_MIN_BITS,
+		     need > 1 ? ilog2(need - 1) + 1 : 0);
+}
+
+/*
+ * Makes room for slots below @want (and a margin).  Sleeps; allocates as
+ * GFP_NOIO.  Return: 0, or -ENOMEM with the room as it was.
+ */
+static int dmr_map_reserve(struct dmr_map *m, u32 want)
+{
+	struct dmr_index *ix, *old;
+	unsigned int noio, bits;
+	u32 target, p, *page;
+	int r = 0;
+
+	mutex_lock(&m->lock);
+	if (want <= m->room)
+		goto out;
+	/* A margin of an eighth, and at least a page: fewer growths. */
+	target = min_t(u64, m->nr_slots,
+		       round_up((u64)want + max_t(u32, want / 8, DMR_REV_PER_PAGE),
+				DMR_REV_PER_PAGE));
+	noio = memalloc_noio_save();
+	for (p = 0; p < DIV_ROUND_UP(target, DMR_REV_PER_PAGE); p++) {
+		if (m->rev[p])
+			continue;
+		page = kmalloc_array(DMR_REV_PER_PAGE, sizeof(*page),
+				     GFP_KERNEL);
+		if (!page) {
+			r = -ENOMEM;
+			break;
+		}
+		memset(page, 0xff, DMR_REV_PER_PAGE * sizeof(*page));
+		/* The page is filled before a reader can find it. */
+		smp_store_release(&m->rev[p], page);
+	}
+	memalloc_noio_restore(noio);
+	if (r)
+		goto out;
+
+	old = rcu_dereference_protected(m->index, lockdep_is_held(&m->lock));
+	bits = dmr_index_bits_for(target);
+	if (bits > old->bits) {
+		ix = dmr_index_alloc(bits);
+		if (!ix) {
+			r = -ENOMEM;
+			goto out;
+		}
+		dmr_index_rehash(m, ix, old);
+		rcu_assign_pointer(m->index, ix);
+		kvfree_rcu(old, rcu);
+	}
+	/* Pairs with dmr_store_alloc_slots(): the room is made first. */
+	smp_store_release(&m->room, target);
+out:
+	mutex_unlock(&m->lock);
+	return r;
+}
+
+/*
+ * Maps @chunk to @slot, below the room.  Return: 0, -EEXIST when the chunk
+ * is mapped already, or -ENOMEM when the slot has no room.
+ */
+static int dmr_map_insert(struct dmr_map *m, u32 chunk, u32 slot, bool durable)
+{
+	u32 *b, val;
+	int r = 0;
+
+	mutex_lock(&m->lock);
+	if (slot >= m->room) {
+		r = -ENOMEM;
+		goto out;
+	}
+	b = dmr_index_find(m, rcu_dereference_protected(m->index,
+							lockdep_is_held(&m->lock)),
+			   chunk, &val);
+	if (val) {
+		r = -EEXIST;
+		goto out;
+	}
+	val = (slot + 1) | ((__hash_32(chunk) << m->slot_bits) & m->tag_mask) |
+	      (durable ? DMR_SLOT_DURABLE : 0);
+	WRITE_ONCE(m->rev[slot >> DMR_REV_SHIFT][slot & (DMR_REV_PER_PAGE - 1)],
+		   chunk);
+	/* The slot's @rev entry before its bucket: see dmr_index_find(). */
+	smp_store_release(b, val);
+	m->nr++;
+out:
+	mutex_unlock(&m->lock);
+	return r;
+}
+
+/* Marks the mapping of @chunk durable; the caller holds @m->lock. */
+static void dmr_map_set_durable(struct dmr_map *m, u32 chunk)
+{
+	u32 val, *b = dmr_index_find(m, rcu_dereference_protected(m->index,
+						lockdep_is_held(&m->lock)),
+				     chunk, &val);
+
+	if (val)
+		WRITE_ONCE(*b, val | DMR_SLOT_DURABLE);
 }
 
 static void dmr_map_destroy(struct dmr_map *m)
 {
-	rhashtable_free_and_destroy(&m->ht, dmr_map_free_entry, NULL);
+	u32 p;
+
+	for (p = 0; p < DIV_ROUND_UP(m->nr_slots, DMR_REV_PER_PAGE); p++)
+		kfree(m->rev[p]);
+	kvfree(m->rev);
+	kvfree(rcu_dereference_protected(m->index, true));
 	kfree(m);
 }
 
@@ -126,17 +311,29 @@ static void dmr_map_free_work(struct work_struct *w)
 	dmr_map_destroy(container_of(w, struct dmr_map, free_work));
 }
 
-static struct dmr_map *dmr_map_create(void)
+static struct dmr_map *dmr_map_create(u32 nr_slots)
 {
 	struct dmr_map *m = kzalloc(sizeof(*m), GFP_KERNEL);
+	struct dmr_index *ix;
 
 	if (!m)
 		return NULL;
-	if (rhashtable_init(&m->ht, &dmr_map_params)) {
-		kfree(m);
+	m->nr_slots = nr_slots;
+	/* slot + 1 <= nr_slots fits; what is left below the top bit: tag. */
+	m->slot_bits = fls(nr_slots);
+	m->tag_mask = m->slot_bits < 31 ? GENMASK(30, m->slot_bits) : 0;
+	mutex_init(&m->lock);
+	INIT_WORK(&m->free_work, dmr_map_free_work);
+	m->rev = kvcalloc(max_t(u32, DIV_ROUND_UP(nr_slots, DMR_REV_PER_PAGE), 1),
+			  sizeof(*m->rev), GFP_KERNEL);
+	ix = dmr_index_alloc(DMR_INDEX_MIN_BITS);
+	RCU_INIT_POINTER(m->index, ix);
+	/* Room for a first page of slots: the first writes need no reserve. */
+	if (!m->rev || !ix ||
+	    dmr_map_reserve(m, min_t(u32, nr_slots, DMR_REV_PER_PAGE))) {
+		dmr_map_destroy(m);
 		return NULL;
 	}
-	INIT_WORK(&m->free_work, dmr_map_free_work);
 	return m;
 }
 
@@ -167,7 +364,7 @@ struct dmr_store *dmr_store_create(const char *name, enum dmr_role role,
 
 	st->block_epoch = kvcalloc(max_t(u64, layout->meta_blocks, 1),
 				   sizeof(*st->block_epoch), GFP_KERNEL);
-	st->map = dmr_map_create();
+	st->map = dmr_map_create(layout->nr_slots);
 	if (!st->block_epoch || !st->map) {
 		dmr_store_destroy(st);
 		return NULL;
@@ -266,7 +463,10 @@ u64 dmr_store_epoch(struct dmr_store *st)
  * @n: how many
  * @first: set to the first of them
  *
- * Return: 0, or -ENOSPC when fewer than @n slots are free (none is taken).
+ * Any context.  None is taken on failure.
+ *
+ * Return: 0, -ENOSPC when fewer than @n slots are free, or -EAGAIN when the
+ * map has no room made for them yet: dmr_store_reserve(), then again.
  */
 int dmr_store_alloc_slots(struct dmr_store *st, u32 n, u32 *first)
 {
@@ -275,12 +475,32 @@ int dmr_store_alloc_slots(struct dmr_store *st, u32 n, u32 *first)
 	spin_lock(&st->alloc_lock);
 	if (n > st->layout.nr_slots - st->next_slot) {
 		r = -ENOSPC;
+	} else if (st->next_slot + n >
+		   /* Pairs with dmr_map_reserve(): its pages and index. */
+		   smp_load_acquire(&st->map->room)) {
+		r = -EAGAIN;
 	} else {
 		*first = st->next_slot;
 		st->next_slot += n;
 	}
 	spin_unlock(&st->alloc_lock);
 	return r;
+}
+
+/**
+ * dmr_store_reserve() - make room in the map for @n more slots
+ * @st: the store
+ * @n: how many slots beyond those given out
+ *
+ * Sleeps (allocates as GFP_NOIO); the caller keeps the epoch from switching.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int dmr_store_reserve(struct dmr_store *st, u32 n)
+{
+	u64 want = (u64)READ_ONCE(st->next_slot) + n;
+
+	return dmr_map_reserve(st->map, min_t(u64, want, st->layout.nr_slots));
 }
 
 /**
@@ -319,13 +539,12 @@ u32 dmr_store_used(struct dmr_store *st)
  */
 bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot)
 {
-	struct dmr_map_entry *e;
+	struct dmr_map *m = READ_ONCE(st->map);
+	u32 b = dmr_map_get(m, chunk);
 
-	e = rhashtable_lookup_fast(&READ_ONCE(st->map)->ht, &chunk,
-				   dmr_map_params);
-	if (!e)
+	if (!b)
 		return false;
-	*slot = READ_ONCE(e->slot) & ~DMR_SLOT_DURABLE;
+	*slot = (b & dmr_map_slot_mask(m)) - 1;
 	return true;
 }
 
@@ -341,32 +560,26 @@ bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot)
  */
 bool dmr_store_lookup_durable(struct dmr_store *st, u32 chunk)
 {
-	struct dmr_map_entry *e;
-
-	e = rhashtable_lookup_fast(&READ_ONCE(st->map)->ht, &chunk,
-				   dmr_map_params);
-	return e && (READ_ONCE(e->slot) & DMR_SLOT_DURABLE);
+	return dmr_map_get(READ_ONCE(st->map), chunk) & DMR_SLOT_DURABLE;
 }
 
 /**
  * dmr_store_insert() - map a chunk to a slot
  * @st: the store
- * @e: an entry from dmr_store_alloc_entry(); the map owns it on success
  * @chunk: the chunk
- * @slot: its slot
+ * @slot: its slot, given out by dmr_store_alloc_slots() (or, at load, with
+ *	  room made for it)
  * @durable: the mapping's record is committed already
  *
- * Return: 0, -EEXIST when the chunk is mapped already, or another error.
+ * Sleeps (a mutex); never allocates.
+ *
+ * Return: 0, -EEXIST when the chunk is mapped already, or -ENOMEM when the
+ * slot has no room in the map.
  */
-int dmr_store_insert(struct dmr_store *st, struct dmr_map_entry *e,
-		     u32 chunk, u32 slot, bool durable)
+int dmr_store_insert(struct dmr_store *st, u32 chunk, u32 slot, bool durable)
 {
-	int r;
+	int r = dmr_map_insert(st->map, chunk, slot, durable);
 
-	e->chunk = chunk;
-	e->slot = slot | (durable ? DMR_SLOT_DURABLE : 0);
-	r = rhashtable_lookup_insert_fast(&st->map->ht, &e->node,
-					  dmr_map_params);
 	if (!r)
 		atomic_inc(&st->nr_mapped);
 	return r;
@@ -400,42 +613,27 @@ u32 dmr_sort_unique(u32 *chunks, u32 n)
 /**
  * dmr_store_collect() - list the chunks a store maps
  * @st: the store, whose map does not change meanwhile
- * @chunks: filled with the chunks, in no order
+ * @chunks: filled with the chunks, in the order of their slots
  * @max: room in @chunks: the store's count of mapped chunks
  * @n: set to how many were listed
- *
- * A walk that meets a resize of the table goes on in the new table and may
- * see chunks twice: the list is then sorted and made unique to make room.
  *
  * Return: 0, or -EIO when the map holds more chunks than @max.
  */
 int dmr_store_collect(struct dmr_store *st, u32 *chunks, u32 max, u32 *n)
 {
-	struct rhashtable_iter iter;
-	struct dmr_map_entry *e;
-	int r = 0;
+	struct dmr_map *m = st->map;
+	u32 slot, end = min(READ_ONCE(m->room), m->nr_slots), c;
 
 	*n = 0;
-	rhashtable_walk_enter(&st->map->ht, &iter);
-	rhashtable_walk_start(&iter);
-	while ((e = rhashtable_walk_next(&iter))) {
-		if (IS_ERR(e)) {
-			if (PTR_ERR(e) == -EAGAIN)
-				continue;
-			r = PTR_ERR(e);
-			break;
-		}
+	for (slot = 0; slot < end; slot++) {
+		c = dmr_map_rev(m, slot);
+		if (c == DMR_NO_CHUNK)
+			continue;
 		if (*n >= max)
-			*n = dmr_sort_unique(chunks, *n);
-		if (*n >= max) {
-			r = -EIO;
-			break;
-		}
-		chunks[(*n)++] = e->chunk;
+			return -EIO;
+		chunks[(*n)++] = c;
 	}
-	rhashtable_walk_stop(&iter);
-	rhashtable_walk_exit(&iter);
-	return r;
+	return 0;
 }
 
 /**
@@ -450,7 +648,7 @@ int dmr_store_collect(struct dmr_store *st, u32 *chunks, u32 max, u32 *n)
 int dmr_store_prepare_reset(struct dmr_store *st)
 {
 	if (!st->spare)
-		st->spare = dmr_map_create();
+		st->spare = dmr_map_create(st->layout.nr_slots);
 	return st->spare ? 0 : -ENOMEM;
 }
 
@@ -657,7 +855,6 @@ static int dmr_store_load_block(struct dmr_store *st, u64 b, u64 epoch,
 				u32 *not_in_other, char **error)
 {
 	struct dmr_disk_record *rec;
-	struct dmr_map_entry *e;
 	struct dm_buffer *buf;
 	unsigned int i;
 	int r = 0;
@@ -677,18 +874,13 @@ static int dmr_store_load_block(struct dmr_store *st, u64 b, u64 epoch,
 		if (!dmr_record_live(&rec[i], epoch, nr_chunks, &chunk))
 			continue;
 
-		e = dmr_store_alloc_entry(GFP_KERNEL);
-		if (!e) {
-			*error = "Cannot allocate store mapping";
-			r = -ENOMEM;
-			break;
-		}
-		r = dmr_store_insert(st, e, chunk, slot, true);
+		r = dmr_map_reserve(st->map, slot + 1);
+		if (!r)
+			r = dmr_store_insert(st, chunk, slot, true);
 		if (r) {
-			dmr_store_free_entry(e);
 			*error = r == -EEXIST ?
 				 "Store metadata maps a chunk twice" :
-				 "Cannot insert store mapping";
+				 "Cannot allocate store mapping";
 			break;
 		}
 		st->block_epoch[b] = epoch;
@@ -859,11 +1051,12 @@ struct llist_node *dmr_store_commit(struct dmr_store *st, int *err)
 		r = st->io->flush(st);			/* 4 */
 	if (r)
 		goto out;
-	/* 5, under the lock: a checkpoint may not free the entries first. */
+	/* 5, under the lock: a checkpoint may not switch the map first. */
+	mutex_lock(&st->map->lock);
 	llist_for_each_entry(p, list, node)
-		if (p->entry)
-			WRITE_ONCE(p->entry->slot,
-				   p->entry->slot | DMR_SLOT_DURABLE);
+		if (p->mapped)
+			dmr_map_set_durable(st->map, p->chunk);
+	mutex_unlock(&st->map->lock);
 out:
 	if (r)
 		WRITE_ONCE(st->failed, true);
@@ -880,15 +1073,8 @@ out:
  */
 int dmr_store_module_init(void)
 {
-	dmr_entry_cache = KMEM_CACHE(dmr_map_entry, 0);
-	if (!dmr_entry_cache)
-		return -ENOMEM;
 	dmr_free_wq = alloc_workqueue("dmr_free", WQ_UNBOUND, 0);
-	if (!dmr_free_wq) {
-		kmem_cache_destroy(dmr_entry_cache);
-		return -ENOMEM;
-	}
-	return 0;
+	return dmr_free_wq ? 0 : -ENOMEM;
 }
 
 /**
@@ -896,7 +1082,7 @@ int dmr_store_module_init(void)
  */
 void dmr_store_module_exit(void)
 {
-	/* Maps being freed still return entries to the cache: wait for them. */
+	/* Maps being freed: wait for them; and for indexes freed under RCU. */
 	destroy_workqueue(dmr_free_wq);
-	kmem_cache_destroy(dmr_entry_cache);
+	rcu_barrier();
 }

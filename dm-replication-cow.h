@@ -7,7 +7,7 @@
  * (dm-replication-format.h); what the rest of the target sees is this API:
  * an opaque store, its decoded header, and records that wait for a commit.
  *
- * Calls below the store: only the kernel (dm-bufio, dm-io, rhashtable).
+ * Calls below the store: only the kernel (dm-bufio, dm-io, RCU).
  */
 #ifndef DM_REPLICATION_COW_H
 #define DM_REPLICATION_COW_H
@@ -21,7 +21,6 @@
 
 struct dm_io_client;
 struct dmr_store;
-struct dmr_map_entry;
 
 /* Which store a device holds, so swapped devices are caught. */
 enum dmr_role {
@@ -59,13 +58,14 @@ enum dmr_load_action {
 
 /*
  * A record waiting for its store's next commit, embedded by its owner.
- * @entry, when set, is the mapping the commit marks durable.
+ * @mapped says the chunk is in the store's map: the commit marks the
+ * mapping durable.
  */
 struct dmr_pending {
 	struct llist_node node;
 	u32 chunk;
 	u32 slot;
-	struct dmr_map_entry *entry;
+	bool mapped;
 };
 
 /* ---- geometry and headers: pure functions -------------------------------- */
@@ -133,25 +133,27 @@ int dmr_store_write_header(struct dmr_store *st, struct dm_io_client *io,
 
 /* ---- the mapping and the allocator: any context ---------------------------- */
 
-/* Takes @n consecutive free slots, all or none.  Return: 0 or -ENOSPC. */
+/*
+ * Takes @n consecutive free slots, all or none.  Return: 0, -ENOSPC, or
+ * -EAGAIN when the map has no room made for them: dmr_store_reserve() first.
+ */
 int dmr_store_alloc_slots(struct dmr_store *st, u32 n, u32 *first);
 int dmr_store_alloc_slot(struct dmr_store *st, u32 *slot);
+/* Makes room in the map for @n more slots.  Return: 0 or -ENOMEM.  Sleeps. */
+int dmr_store_reserve(struct dmr_store *st, u32 n);
 /* Is @chunk mapped (at @slot)?  The caller keeps the epoch from switching. */
 bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot);
 /* Is @chunk mapped, with its record durable? */
 bool dmr_store_lookup_durable(struct dmr_store *st, u32 chunk);
-/* An entry for dmr_store_insert(), allocated ahead with @gfp, or NULL. */
-struct dmr_map_entry *dmr_store_alloc_entry(gfp_t gfp);
-void dmr_store_free_entry(struct dmr_map_entry *e);
 /*
- * Maps @chunk to @slot with @e, which the map owns on success; @durable says
- * its record is committed already.  Return: 0, -EEXIST, or another errno.
+ * Maps @chunk to @slot, a slot given out; @durable says its record is
+ * committed already.  Never allocates.  Return: 0, -EEXIST or -ENOMEM.
+ * Sleeps.
  */
-int dmr_store_insert(struct dmr_store *st, struct dmr_map_entry *e,
-		     u32 chunk, u32 slot, bool durable);
+int dmr_store_insert(struct dmr_store *st, u32 chunk, u32 slot, bool durable);
 /*
- * Lists the chunks the store maps into @chunks (room for @max), in no order;
- * the map must not change meanwhile.  Return: 0 or -EIO.  Sleeps.
+ * Lists the chunks the store maps into @chunks (room for @max), in the order
+ * of their slots; the map must not change meanwhile.  Return: 0 or -EIO.
  */
 int dmr_store_collect(struct dmr_store *st, u32 *chunks, u32 max, u32 *n);
 

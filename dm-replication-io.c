@@ -111,7 +111,7 @@ static void dmr_unpin(struct dmr_core *core, u32 chunk)
 		dmr_commit_writer_done(core);
 }
 
-/* Inserts a finished job's mapping; the job's entry now belongs to the map. */
+/* Inserts a finished job's mapping (its slot has room: no allocation). */
 static int dmr_job_map(struct dmr_job *job)
 {
 	struct dmr_core *core = job->core;
@@ -119,12 +119,11 @@ static int dmr_job_map(struct dmr_job *job)
 	int r;
 
 	/* Hidden maps a chunk only after its record is persisted. */
-	r = dmr_store_insert(job->store, job->entry, chunk, job->rec.slot,
+	r = dmr_store_insert(job->store, chunk, job->rec.slot,
 			     job->store == core->hidden);
 	if (r)
 		return r;
-	job->rec.entry = job->entry;
-	job->entry = NULL;
+	job->rec.mapped = true;
 
 	if (job->store == core->active) {
 		if (dmr_store_lookup(core->hidden, chunk, &slot))
@@ -401,6 +400,14 @@ static int dmr_start_job(struct dmr_core *core, struct dmr_job *job,
 
 	job->store = st;
 	r = dmr_store_alloc_slot(st, &job->rec.slot);
+	if (r == -EAGAIN) {
+		/* The map makes room ahead, a page of slots or more at once. */
+		r = dmr_store_reserve(st, 1);
+		if (!r)
+			r = dmr_store_alloc_slot(st, &job->rec.slot);
+		if (r == -EAGAIN)
+			r = -ENOMEM;
+	}
 	if (!r)
 		dmr_check_low_water(core, st);
 	return r;

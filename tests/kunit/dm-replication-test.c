@@ -740,17 +740,12 @@ static struct dmr_store *store_for_test(struct kunit *test, u64 slots)
 	return st;
 }
 
+/* Maps @chunk to @slot, with room made for the slot as a load does. */
 static void insert(struct kunit *test, struct dmr_store *st, u32 chunk,
 		   u32 slot, int expect)
 {
-	struct dmr_map_entry *e = dmr_store_alloc_entry(GFP_KERNEL);
-	int r;
-
-	KUNIT_ASSERT_NOT_NULL(test, e);
-	r = dmr_store_insert(st, e, chunk, slot, false);
-	KUNIT_EXPECT_EQ(test, r, expect);
-	if (r)
-		dmr_store_free_entry(e);
+	KUNIT_ASSERT_EQ(test, dmr_store_reserve(st, slot + 1), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_insert(st, chunk, slot, false), expect);
 }
 
 static void store_allocates_until_full(struct kunit *test)
@@ -885,19 +880,16 @@ static const struct dmr_store_io fake_store_io = {
 
 /* Queues three records of mapped chunks, not durable yet. */
 static void queue_records(struct kunit *test, struct dmr_store *st,
-			  struct dmr_pending *p, struct dmr_map_entry **e)
+			  struct dmr_pending *p)
 {
 	u32 i, slot;
 
 	for (i = 0; i < 3; i++) {
 		KUNIT_ASSERT_EQ(test, dmr_store_alloc_slot(st, &slot), 0);
-		e[i] = dmr_store_alloc_entry(GFP_KERNEL);
-		KUNIT_ASSERT_NOT_NULL(test, e[i]);
 		KUNIT_ASSERT_EQ(test,
-				dmr_store_insert(st, e[i], 10 + i, slot, false),
-				0);
+				dmr_store_insert(st, 10 + i, slot, false), 0);
 		p[i] = (struct dmr_pending){ .chunk = 10 + i, .slot = slot,
-					     .entry = e[i] };
+					     .mapped = true };
 		dmr_store_queue(st, &p[i]);
 	}
 }
@@ -913,7 +905,6 @@ static unsigned int list_len(struct llist_node *list)
 
 static void store_commit_fails_for_good_at_each_step(struct kunit *test)
 {
-	struct dmr_map_entry *e[3];
 	struct dmr_pending p[3], q;
 	struct dmr_store *st;
 	struct fake_io io;
@@ -925,7 +916,7 @@ static void store_commit_fails_for_good_at_each_step(struct kunit *test)
 		fake = &io;
 		st = store_for_test(test, 10);
 		dmr_store_set_io(st, &fake_store_io);
-		queue_records(test, st, p, e);
+		queue_records(test, st, p);
 
 		list = dmr_store_commit(st, &err);
 		KUNIT_EXPECT_EQ(test, list_len(list), 3U);
@@ -1204,6 +1195,130 @@ static void store_collect_lists_every_chunk(struct kunit *test)
 		KUNIT_EXPECT_LT(test, chunks[i - 1], chunks[i]);
 	/* Less room than chunks is an error, not an overflow. */
 	KUNIT_EXPECT_EQ(test, dmr_store_collect(st, chunks, 4999, &n), -EIO);
+	dmr_store_destroy(st);
+}
+
+/*
+ * The dense map: slots only below the room it made, growth of its index
+ * under a million chunks, the durable bit and the order of the slots kept
+ * through every growth, misses among hits, and the largest store (no tag).
+ */
+static void store_map_makes_room_before_slots(struct kunit *test)
+{
+	struct dmr_store *st = store_for_test(test, 100000);
+	u32 slot, first, used;
+
+	/* A new map has room for a first page of slots. */
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 1024, &first), 0);
+	KUNIT_EXPECT_EQ(test, first, 0U);
+	/* Then the allocator stops where the room ends, and takes nothing. */
+	while (!dmr_store_alloc_slot(st, &slot))
+		;
+	used = dmr_store_used(st);
+	KUNIT_EXPECT_GE(test, used, 1024U);
+	KUNIT_EXPECT_LT(test, used, 100000U);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), -EAGAIN);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 300, &first), -EAGAIN);
+	KUNIT_EXPECT_EQ(test, dmr_store_used(st), used);
+	KUNIT_EXPECT_EQ(test, dmr_store_reserve(st, 300), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 300, &first), 0);
+	KUNIT_EXPECT_EQ(test, first, used);
+	/* Room is never made past the store: -ENOSPC at its end. */
+	KUNIT_EXPECT_EQ(test, dmr_store_reserve(st, 200000), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 100000 - used - 300,
+						    &first), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), -ENOSPC);
+	dmr_store_destroy(st);
+}
+
+/*
+ * Distinct chunks, scattered: i times an odd number, modulo 2^32.  Neither
+ * U32_MAX nor a chunk + 1 is among the first 2^28 (that takes i + 244002641).
+ */
+static u32 scattered(u32 i)
+{
+	return i * 2654435761U;
+}
+
+static void store_map_grows_and_keeps_every_mapping(struct kunit *test)
+{
+	const u32 n = 120000;
+	struct dmr_pending *p = kunit_kcalloc(test, n / 3 + 1, sizeof(*p),
+					      GFP_KERNEL);
+	u32 *chunks = kunit_kcalloc(test, n, sizeof(u32), GFP_KERNEL);
+	struct dmr_store *st = store_for_test(test, n);
+	struct llist_node *list;
+	u32 i, slot, got;
+	int err;
+
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_ASSERT_NOT_NULL(test, chunks);
+	dmr_store_set_io(st, &fake_store_io);
+	for (i = 0; i < n; i++) {
+		u32 c = scattered(i);
+
+		if (dmr_store_alloc_slot(st, &slot) == -EAGAIN) {
+			KUNIT_ASSERT_EQ(test, dmr_store_reserve(st, 1), 0);
+			KUNIT_ASSERT_EQ(test, dmr_store_alloc_slot(st, &slot), 0);
+		}
+		KUNIT_ASSERT_EQ(test, slot, i);
+		KUNIT_ASSERT_EQ(test, dmr_store_insert(st, c, slot, false), 0);
+		/* Every third one made durable, before later growths. */
+		if (i % 3 == 0) {
+			p[i / 3] = (struct dmr_pending){ .chunk = c,
+							 .slot = slot,
+							 .mapped = true };
+			dmr_store_queue(st, &p[i / 3]);
+		}
+		if (i % 20000 == 0) {
+			fake = &(struct fake_io){};
+			list = dmr_store_commit(st, &err);
+			fake = NULL;
+			KUNIT_ASSERT_EQ(test, err, 0);
+		}
+	}
+	KUNIT_EXPECT_EQ(test, dmr_store_nr_mapped(st), n);
+	KUNIT_EXPECT_EQ(test, dmr_store_insert(st, scattered(1), n - 1, false),
+			-EEXIST);
+	for (i = 0; i < n; i++) {
+		u32 c = scattered(i);
+
+		KUNIT_ASSERT_TRUE(test, dmr_store_lookup(st, c, &slot));
+		KUNIT_ASSERT_EQ(test, slot, i);
+		/* Committed every 20000: those queued before the last one. */
+		KUNIT_ASSERT_EQ(test, dmr_store_lookup_durable(st, c),
+				i % 3 == 0 && i <= 100000);
+		/* The neighbour of a mapped chunk is a miss. */
+		KUNIT_ASSERT_FALSE(test, dmr_store_lookup(st, c + 1, &slot));
+	}
+	KUNIT_EXPECT_EQ(test, dmr_store_collect(st, chunks, n, &got), 0);
+	KUNIT_ASSERT_EQ(test, got, n);
+	for (i = 0; i < n; i++)
+		KUNIT_ASSERT_EQ(test, chunks[i], scattered(i));
+	list = dmr_store_take_pending(st);
+	dmr_store_destroy(st);
+}
+
+static void store_map_without_tag_bits(struct kunit *test)
+{
+	/* 2^30 slots leave no bit of a bucket for a tag (metadata not used). */
+	struct dmr_layout l = {
+		.meta_start = DMR_HEADER_SECTORS,
+		.meta_blocks = 1,
+		.nr_slots = BIT(30),
+	};
+	struct dmr_store *st = dmr_store_create("test", DMR_ROLE_ACTIVE, &l, 8);
+	u32 i, slot;
+
+	KUNIT_ASSERT_NOT_NULL(test, st);
+	for (i = 0; i < 5000; i++)
+		insert(test, st, i << 18, i, 0);
+	for (i = 0; i < 5000; i++) {
+		KUNIT_ASSERT_TRUE(test, dmr_store_lookup(st, i << 18, &slot));
+		KUNIT_ASSERT_EQ(test, slot, i);
+		KUNIT_ASSERT_FALSE(test, dmr_store_lookup(st, (i << 18) + 1,
+							  &slot));
+	}
 	dmr_store_destroy(st);
 }
 
@@ -1520,6 +1635,9 @@ static struct kunit_case dmr_store_cases[] = {
 	KUNIT_CASE(store_commit_fails_for_good_at_each_step),
 	KUNIT_CASE(store_flush_failure_without_records_fails_the_store),
 	KUNIT_CASE(store_maps_chunks),
+	KUNIT_CASE(store_map_makes_room_before_slots),
+	KUNIT_CASE(store_map_grows_and_keeps_every_mapping),
+	KUNIT_CASE(store_map_without_tag_bits),
 	KUNIT_CASE(store_reset_empties_everything),
 	{}
 };
