@@ -194,15 +194,22 @@ round() {
 	fi
 }
 
-crash_disk ${DISKS%% *}
-if [ -n "${FOCRASH_ROUNDS:-}" ]; then
-	# From a wrapper test: "MODE:CHUNK[:double] ..." on the virtio disk.
-	n=0
-	for r in $FOCRASH_ROUNDS; do
+# rounds "MODE:CHUNK[:double]"...: the next rounds, numbered on from $n.
+n=0
+rounds() {
+	local r m c d
+	for r in "$@"; do
 		n=$((n + 1))
 		IFS=: read -r m c d <<<"$r"
 		round $n "$m" "$c" $d
 	done
+}
+
+crash_disk ${DISKS%% *}
+if [ -n "${FOCRASH_ROUNDS:-}" ]; then
+	# From a wrapper test, on the virtio disk.
+	# shellcheck disable=SC2086 # the rounds, space-separated
+	rounds $FOCRASH_ROUNDS
 	dm_remove_all
 	finish
 	exit
@@ -210,29 +217,21 @@ fi
 # make check: every mode once, both chunk sizes, ~22 s a round; make soak:
 # each mode with both chunk sizes.
 if [ -n "${DMR_SOAK:-}" ]; then
-	virtio_rounds="immediate:8 random:8 random:8:double end:8 random:64
-		at-done:64 random:64:double end:64 immediate:64 at-done:8"
-	brd_rounds="random:8 done:64 random:64 done:8"
+	rounds immediate:8 random:8 random:8:double end:8 random:64 at-done:64 \
+		random:64:double end:64 immediate:64 at-done:8
 else
-	virtio_rounds="immediate:8 random:8:double end:64 at-done:64"
-	brd_rounds="random:8 done:64"
+	rounds immediate:8 random:8:double end:64 at-done:64
 fi
-n=0
-for r in $virtio_rounds; do
-	n=$((n + 1))
-	IFS=: read -r m c d <<<"$r"
-	round $n "$m" "$c" $d
-done
 
 # Stores without a volatile write cache (brd).  (Too fast there for a
 # second cut during a resumed merge.)
 ram_disks 1 $((DISK_LEN / 2048))
 crash_disk /dev/ram0
-for r in $brd_rounds; do
-	n=$((n + 1))
-	IFS=: read -r m c d <<<"$r"
-	round $n "$m" "$c" $d
-done
+if [ -n "${DMR_SOAK:-}" ]; then
+	rounds random:8 done:64 random:64 done:8
+else
+	rounds random:8 done:64
+fi
 
 dm_remove_all
 finish
