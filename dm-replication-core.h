@@ -147,6 +147,10 @@ struct dmr_core_args {
 	const char *name;		/* the top's major:minor */
 };
 
+/* Module-wide set-up and tear-down of the core (its job cache). */
+int dmr_core_module_init(void);
+void dmr_core_module_exit(void);
+
 /* ---- loading ------------------------------------------------------------------ */
 
 /*

@@ -1100,17 +1100,27 @@ static int __init dm_replication_init(void)
 	r = dmr_store_module_init();
 	if (r)
 		return r;
+	r = dmr_core_module_init();
+	if (r)
+		goto bad_core;
 	r = dm_register_target(&replication_target);
 	if (r) {
 		DMERR("target registration failed: %d", r);
-		dmr_store_module_exit();
+		goto bad_target;
 	}
+	return 0;
+
+bad_target:
+	dmr_core_module_exit();
+bad_core:
+	dmr_store_module_exit();
 	return r;
 }
 
 static void __exit dm_replication_exit(void)
 {
 	dm_unregister_target(&replication_target);
+	dmr_core_module_exit();
 	dmr_store_module_exit();
 }
 
