@@ -102,7 +102,6 @@ struct dmr_map {
 	u32 nr_slots;			/* the store's */
 	u32 slot_bits;
 	u32 tag_mask;			/* the tag's bits in a bucket */
-	u32 nr;				/* chunks mapped */
 	u32 room;			/* see above */
 	struct mutex lock;
 	struct work_struct free_work;
@@ -278,7 +277,6 @@ static int dmr_map_insert(struct dmr_map *m, u32 chunk, u32 slot, bool durable)
 		   chunk);
 	/* The slot's @rev entry before its bucket: see dmr_index_find(). */
 	smp_store_release(b, val);
-	m->nr++;
 out:
 	mutex_unlock(&m->lock);
 	return r;
@@ -299,7 +297,8 @@ static void dmr_map_destroy(struct dmr_map *m)
 {
 	u32 p;
 
-	for (p = 0; p < DIV_ROUND_UP(m->nr_slots, DMR_REV_PER_PAGE); p++)
+	/* Also for a map whose creation failed halfway. */
+	for (p = 0; m->rev && p < DIV_ROUND_UP(m->nr_slots, DMR_REV_PER_PAGE); p++)
 		kfree(m->rev[p]);
 	kvfree(m->rev);
 	kvfree(rcu_dereference_protected(m->index, true));
