@@ -34,6 +34,17 @@ KDIR ?= /lib/modules/$(KVER)/build
 BUILD := $(REPO)/build/$(or $(KVER),unknown)
 W ?= 1
 
+# KUNIT=1 builds the module with its KUnit suites (tests/kunit/*.c) linked in,
+# into build/$(KVER)-kunit/, for a kernel with CONFIG_KUNIT=y: the UML kernel
+# of tools/uml-kernel (tests/kunit/run).  Loading it runs the suites.
+KUNIT_SOURCES :=
+KUNIT_ARGS :=
+ifeq ($(KUNIT),1)
+BUILD := $(BUILD)-kunit
+KUNIT_SOURCES := $(notdir $(wildcard $(REPO)/tests/kunit/*.c))
+KUNIT_ARGS := CONFIG_DM_REPLICATION_KUNIT_TEST=y
+endif
+
 .PHONY: all modules replctl deps modules_install clean check demo bench kunit vmtest soak debug-check uml-check \
 	checkpatch sparse clean-kver
 
@@ -62,9 +73,12 @@ modules:
 	@mkdir -p $(BUILD)
 	@for f in $(SOURCES) $(notdir $(HEADERS_ONLY)); do \
 		ln -sfn ../../$$f $(BUILD)/$$f; done
-	$(MAKE) -C $(KDIR) M=$(BUILD) CONFIG_DM_REPLICATION=m W=$(W) modules
+	@for f in $(KUNIT_SOURCES); do \
+		ln -sfn ../../tests/kunit/$$f $(BUILD)/$$f; done
+	$(MAKE) -C $(KDIR) M=$(BUILD) CONFIG_DM_REPLICATION=m $(KUNIT_ARGS) \
+		W=$(W) modules
 	cp $(BUILD)/dm_replication.ko $(BUILD)/dm-replication.ko
-	cp $(BUILD)/dm_replication.ko $(REPO)/dm-replication.ko
+	$(if $(KUNIT_ARGS),,cp $(BUILD)/dm_replication.ko $(REPO)/dm-replication.ko)
 
 modules_install: modules
 	$(MAKE) -C $(KDIR) M=$(BUILD) CONFIG_DM_REPLICATION=m modules_install

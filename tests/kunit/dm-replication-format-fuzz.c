@@ -14,7 +14,7 @@
  * number: a failure prints the seed, and fuzz_case() with that seed replays
  * the case.
  *
- * Built only when the module is grafted into a kernel tree with
+ * Built only into the module of make KUNIT=1, with
  * CONFIG_DM_REPLICATION_KUNIT_TEST (see tests/kunit/run).
  */
 #include <kunit/test.h>

@@ -54,7 +54,7 @@ build_key() {
 }
 
 # Take $CACHE/.lock on fd 9 (held until the caller exits): the source tree is
-# shared with tests/kunit/run, which grafts into it.
+# shared by the tools that build from it.
 lock_cache() {
 	mkdir -p "$CACHE"
 	exec 9>"$CACHE/.lock"
@@ -64,8 +64,8 @@ lock_cache() {
 	fi
 }
 
-# The unpacking of tests/kunit/run, with its stamp: any of the scripts may
-# unpack the tree, and the others then use it as it is.  Called with the lock
+# Unpack the tree once, with its stamp: any of the tools may unpack it, and
+# the others then use it as it is.  Called with the lock
 # held.
 unpack() {
 	local want=$SOURCE_ID have tmp top
@@ -87,7 +87,8 @@ unpack() {
 	rm -rf "$TREE"
 	mv "$top" "$TREE"
 	rmdir "$tmp"
-	# As tests/kunit/run does: objects built from another tree are stale.
+	# Objects built from another tree are stale (kunit-build*: the KUnit
+	# kernels of stops before 22).
 	rm -rf "$CACHE"/kunit-build*
 	echo "$want" >"$STAMP"
 }
