@@ -24,6 +24,7 @@ checks them against the log and against the state the previous round left
 it is rewritten with what they hold now).
 """
 import argparse
+import contextlib
 import json
 import mmap
 import os
@@ -74,7 +75,8 @@ def decode(data, first_sector):
     return out
 
 
-def read_dev(path):
+def read_raw(path):
+    """The whole device, read O_DIRECT (its page cache may be stale)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
@@ -85,9 +87,13 @@ def read_dev(path):
             if n <= 0:
                 raise OSError("short read of %s at %d" % (path, done))
             done += n
-        return decode(bytes(buf), 0)
+        return bytes(buf)
     finally:
         os.close(fd)
+
+
+def read_dev(path):
+    return decode(read_raw(path), 0)
 
 
 # ---------------------------------------------------------------------------
@@ -122,6 +128,7 @@ def writer(name, kind, path, args, log, rnd, stop, errors):
     has not copied into hidden yet in this epoch.
     """
     durable_hook = getattr(args, "durable_hook", None)	# after a flush, a sync write
+    guard = getattr(args, "guard", None)	# guard(s, n): held over a write of [s, s+n)
     fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
     sfd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
     size = os.lseek(fd, 0, os.SEEK_END) // SECTOR
@@ -158,20 +165,22 @@ def writer(name, kind, path, args, log, rnd, stop, errors):
             sync = rnd.random() < 0.1
             op_id = log.new_id()
             buf = stamp_buf(s, n, op_id, kind)
-            t0 = now()
-            try:
-                w = os.pwrite(sfd if sync else fd, buf, s * SECTOR)
-                ok = w == n * SECTOR
-                if not ok:
-                    errors.append("%s write %d: short (%d)" % (name, op_id, w))
-            except OSError as e:
-                ok = False
-                errors.append("%s write %d at %d+%d: %s" % (name, op_id, s, n, e))
+            with guard(s, n) if guard else contextlib.nullcontext():
+                t0 = now()
+                try:
+                    w = os.pwrite(sfd if sync else fd, buf, s * SECTOR)
+                    ok = w == n * SECTOR
+                    if not ok:
+                        errors.append("%s write %d: short (%d)" % (name, op_id, w))
+                except OSError as e:
+                    ok = False
+                    errors.append("%s write %d at %d+%d: %s" % (name, op_id, s, n, e))
+                t1 = now()
             if kind == 1:
                 RECENT.append(c)
                 del RECENT[:-64]
             log.add({"dev": name, "op": "syncwrite" if sync else "write",
-                     "id": op_id, "s": s, "n": n, "t0": t0, "t1": now(), "ok": ok})
+                     "id": op_id, "s": s, "n": n, "t0": t0, "t1": t1, "ok": ok})
             buf.close()
             if ok and sync and durable_hook:
                 durable_hook(log)

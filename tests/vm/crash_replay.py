@@ -43,22 +43,32 @@ import logwrites  # noqa: E402
 now = time.monotonic
 
 
+class Marker:
+    """mark(log): send the dm-log-writes device LW the message "mark m<N>"
+    (N counts from 1) and add the mark to LOG (a crash.Log) with its start
+    and end time.  Safe from several threads."""
+
+    def __init__(self, dm, lw):
+        self.dm, self.lw = dm, lw
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def __call__(self, lg):
+        with self.lock:
+            self.count += 1
+            n = self.count
+        t0 = now()
+        self.dm.message(self.lw, "mark m%d" % n)
+        lg.add({"op": "mark", "m": n, "t0": t0, "t1": now()})
+
+
 def work(a):
     rnd = random.Random(a.seed)
     log = crash.Log(a.id_base)
     stop = threading.Event()
     errors = []
     dm = dmioctl.DM()
-    mlock = threading.Lock()
-    count = [0]
-
-    def mark(lg):
-        with mlock:
-            count[0] += 1
-            n = count[0]
-        t0 = now()
-        dm.message(a.lw, "mark m%d" % n)
-        lg.add({"op": "mark", "m": n, "t0": t0, "t1": now()})
+    mark = Marker(dm, a.lw)
 
     def ckpt():
         t0 = now()
@@ -188,17 +198,21 @@ class Points:
 class Layers:
     """BASE with the log replayed onto it up to a point, incrementally, under
     a throw-away dm-snapshot (on the COW devices in turn: one COW cannot serve
-    two tables at the swap) and the slices rsec, rhid and ract over that."""
+    two tables at the swap) and the slices rsec, rhid and ract over that; or
+    SLICES, [(name, sectors)], one after the other from sector 0."""
 
-    def __init__(self, dm, log, base, cows, sec_len, store_len):
+    def __init__(self, dm, log, base, cows, sec_len=0, store_len=0, slices=None):
         self.dm, self.cows = dm, cows
         self.rep = logwrites.Replayer(log, base)
-        self.snap = "0 %d snapshot %s %%s N 8" % (sec_len + 2 * store_len, base)
+        if slices is None:
+            slices = [("rsec", sec_len), ("rhid", store_len), ("ract", store_len)]
+        self.names = [nm for nm, _ in slices]
+        self.snap = "0 %d snapshot %s %%s N 8" % (sum(n for _, n in slices), base)
         dm.make("rsnap", self.snap % cows[0])
-        dm.make("rsec", "0 %d linear /dev/mapper/rsnap 0" % sec_len)
-        dm.make("rhid", "0 %d linear /dev/mapper/rsnap %d" % (store_len, sec_len))
-        dm.make("ract", "0 %d linear /dev/mapper/rsnap %d" % (
-            store_len, sec_len + store_len))
+        off = 0
+        for nm, n in slices:
+            dm.make(nm, "0 %d linear /dev/mapper/rsnap %d" % (n, off))
+            off += n
 
     def goto(self, k, p):
         """Point K of the walk, prefix P.  Return: the seconds the replay
@@ -211,7 +225,7 @@ class Layers:
         return t1 - t, now() - t1
 
     def close(self):
-        for nm in ("ract", "rhid", "rsec", "rsnap"):
+        for nm in self.names[::-1] + ["rsnap"]:
             self.dm.unmake(nm)
         self.rep.close()
 

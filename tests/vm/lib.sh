@@ -229,18 +229,37 @@ replay_prepare() {
 	dmsetup targets | grep -q '^snapshot' || { echo "# no dm-snapshot"; exit 77; }
 }
 
-# replay_stack_up CHUNK: zero the disks; put a dm-log-writes device "lw"
-# over REAL (its log on LOGDEV), one loop device over it (direct I/O; set in
-# LOOP: see 41-crash-replay.sh for why), over that the slices rsec0, rhid0
-# and ract0, and on them the top and the port (chunks of CHUNK sectors).
-replay_stack_up() {
-	local len=$((SEC_LEN + 2 * STORE_LEN))
+# replay_disk_up LEN: zero the disks; put a dm-log-writes device "lw" of LEN
+# sectors over REAL (its log on LOGDEV) and one loop device over it (direct
+# I/O; set in LOOP: see 41-crash-replay.sh for why), for the test's slices.
+replay_disk_up() {
+	local len=$1
 	blkdiscard -z $REAL 2>/dev/null || dd if=/dev/zero of=$REAL bs=1M count=$((len / 2048)) oflag=direct status=none
 	blkdiscard -z -l 1M $LOGDEV 2>/dev/null || dd if=/dev/zero of=$LOGDEV bs=1M count=1 oflag=direct status=none
 	blkdiscard -z $BASE_DISK 2>/dev/null || dd if=/dev/zero of=$BASE_DISK bs=1M count=$((len / 2048)) oflag=direct status=none
 	dmsetup create lw --table "0 $len log-writes $REAL $LOGDEV" || die "cannot create log-writes"
 	LOOP=$(losetup --direct-io=on -f --show /dev/mapper/lw) ||
 		die "cannot set up the loop device"
+}
+
+# replay_disk_down LEN: with the slices on LOOP removed, remove the loop
+# device and the log-writes device, and print the log's summary; then make
+# the replay's devices: rbase (LEN sectors) over BASE_DISK and two COW
+# devices, cowa and cowb, on COW.
+replay_disk_down() {
+	local len=$1
+	losetup -d $LOOP && dmsetup remove lw || die "cannot tear down the logged disk"
+	python3 "$REPO/tests/vm/logwrites.py" --summary $LOGDEV | sed 's/^/# log: /'
+	dmsetup create rbase --table "0 $len linear $BASE_DISK 0" &&
+		dmsetup create cowa --table "0 262144 linear $COW 0" &&
+		dmsetup create cowb --table "0 262144 linear $COW 262144" ||
+		die "cannot create the base and the COW devices"
+}
+
+# replay_stack_up CHUNK: replay_disk_up, over LOOP the slices rsec0, rhid0
+# and ract0, and on them the top and the port (chunks of CHUNK sectors).
+replay_stack_up() {
+	replay_disk_up $((SEC_LEN + 2 * STORE_LEN))
 	dmsetup create rsec0 --table "0 $SEC_LEN linear $LOOP 0" &&
 		dmsetup create rhid0 --table "0 $STORE_LEN linear $LOOP $SEC_LEN" &&
 		dmsetup create ract0 --table "0 $STORE_LEN linear $LOOP $((SEC_LEN + STORE_LEN))" ||
@@ -250,18 +269,11 @@ replay_stack_up() {
 		die "cannot load the top and the port"
 }
 
-# replay_stack_down: remove the top and the port, the slices and the
-# log-writes device, and print the log's summary; then make the replay's
-# devices: rbase over BASE_DISK and two COW devices, cowa and cowb, on COW.
+# replay_stack_down: remove the top and the port and the slices, then
+# replay_disk_down.
 replay_stack_down() {
-	local len=$((SEC_LEN + 2 * STORE_LEN))
 	dmsetup remove port && dmsetup remove top &&
-		dmsetup remove rsec0 rhid0 ract0 && losetup -d $LOOP &&
-		dmsetup remove lw ||
+		dmsetup remove rsec0 rhid0 ract0 ||
 		die "cannot tear down the logged stack"
-	python3 "$REPO/tests/vm/logwrites.py" --summary $LOGDEV | sed 's/^/# log: /'
-	dmsetup create rbase --table "0 $len linear $BASE_DISK 0" &&
-		dmsetup create cowa --table "0 262144 linear $COW 0" &&
-		dmsetup create cowb --table "0 262144 linear $COW 262144" ||
-		die "cannot create the base and the COW devices"
+	replay_disk_down $((SEC_LEN + 2 * STORE_LEN))
 }
