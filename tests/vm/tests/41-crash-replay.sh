@@ -34,7 +34,7 @@
 # log keeps the completion order.  The price: FUA alone is not tested (a FUA
 # write here also flushes what completed before it).
 #
-# Points during a failover: 42-failover-replay.  Not covered yet: the primary.
+# Points during a failover: 42-failover-replay; of a primary: 43-primary-replay.
 . "$REPO/tests/vm/lib.sh"
 
 SEC_LEN=2048		# 1 MiB secondary
