@@ -310,17 +310,61 @@ def verify(args):
     if len(sec) < len(top) or len(T0) != len(top):
         print("not ok - device sizes changed")
         return 1
-    rc = check(ops, top, sec, T0, S0, cutop["t0"], cutop["t1"])
+    if args.fault:
+        rc = fault_errors(ops, cutop["t0"], args.fault == "slow")
+        rc |= fault_state(ops, args.end_state, args.fault == "slow")
+        end = max(o["t1"] for o in ops) + 1.0
+        rc |= check(ops, top, sec, T0, S0, end, end, fault=True)
+    else:
+        rc = check(ops, top, sec, T0, S0, cutop["t0"], cutop["t1"])
     with open(args.state, "w") as f:
         json.dump({"top": top, "sec": sec[:len(top)]}, f)
     return rc
 
 
-def check(ops, top, sec, T0, S0, cut0, cut1, say=print):
+def fault_errors(ops, fault_t0, slow):
+    """A fault under one device, not a power cut: nothing may fail before
+    it, and nothing at all under a device that is only slow."""
+    bad = [o for o in ops if o.get("ok") is False and (slow or o["t1"] < fault_t0)]
+    for o in bad[:5]:
+        print("not ok - %s %s failed %.3fs %s the fault" % (
+            o["dev"], o["op"], abs(o["t1"] - fault_t0),
+            "before" if o["t1"] < fault_t0 else "after"))
+    return 1 if bad else 0
+
+
+def fault_state(ops, st, slow):
+    """The top's state at the end of a round with a fault: running under a
+    slow device; otherwise running or failed, and failed when a flush or a
+    checkpoint failed (a failed durable step puts the session in the failed
+    mode)."""
+    durable_failed = [o for o in ops if o["op"] in ("flush", "checkpoint") and not o["ok"]]
+    if slow:
+        want = {"running"}
+    elif durable_failed:
+        want = {"failed"}
+    else:
+        want = {"running", "failed"}
+    if st in want:
+        print("ok - state %s at the end of the workload (%d failed flushes or checkpoints)"
+              % (st, len(durable_failed)))
+        return 0
+    print("not ok - state %s at the end of the workload, want %s (%d failed flushes or "
+          "checkpoints)" % (st, " or ".join(sorted(want)), len(durable_failed)))
+    return 1
+
+
+def check(ops, top, sec, T0, S0, cut0, cut1, say=print, fault=False):
     """Rules (a)-(d) for a crash in [cut0, cut1] (CLOCK_MONOTONIC), with
     T0 and S0 what the top and the secondary device held when ops began and
     top and sec what they hold now (read_dev() lists).  Prints through say();
-    returns 1 when a rule is broken."""
+    returns 1 when a rule is broken.
+
+    fault: the devices were reloaded after a fault under one of them, not a
+    crash (cut0 = cut1 = after the last op): a write that failed may still
+    have reached some of its sectors (a failed write leaves its range
+    undefined).  A checkpoint whose message failed must have taken no effect:
+    the faults used fail a write whole, so a failed header never lands."""
     fails = []
 
     def fail(msg):
@@ -361,7 +405,7 @@ def check(ops, top, sec, T0, S0, cut0, cut1, say=print):
         return lf is not None and o["t1"] < lf
 
     def may_exist(o):
-        return o["ok"] and o["t0"] < cut1
+        return (o["ok"] or fault) and o["t0"] < cut1
 
     def describe(v):
         if v == 0:
@@ -410,6 +454,8 @@ def check(ops, top, sec, T0, S0, cut0, cut1, say=print):
         before = [o for o in ws if o["ok"] and o["t1"] < c["t0"]]
         base = {before[-1]["id"]} if before else {S0[s]}
         base |= {o["id"] for o in ws if o["ok"] and o["t0"] < c["t1"] and o["t1"] >= c["t0"]}
+        if fault:	# a failed port write may have left any of its sectors
+            base |= {o["id"] for o in ws if not o["ok"] and o["t0"] < c["t1"]}
         return base
 
     def check_top(k):
@@ -522,6 +568,13 @@ def main():
     p.add_argument("--duration", type=float, default=2.5)
     p.add_argument("--after", type=float, default=0.4)
     p.add_argument("--hot", type=int, default=48)
+    p.add_argument("--fault", choices=["error", "slow"],
+                   help="verify: the round put a fault under one device "
+                   "(error: it failed I/O; slow: it only delayed it) instead "
+                   "of cutting the power; every write acknowledged durable "
+                   "must be there")
+    p.add_argument("--end-state", help="verify --fault: the top's state when "
+                   "the workload ended")
     p.add_argument("--top-flush", type=float, default=0.12,
                    help="share of the top's operations that are fdatasync")
     args = p.parse_args()
