@@ -452,9 +452,11 @@ static void dmr_signal(struct dmr_primary *p)
  * The end of a write's dm_io, in interrupt context:
  *  1. a local error fails the bio;
  *  2. a remote error degrades the primary before the bio completes (so a
- *     checkpoint after it fails), and hands the bio to the worker, which
- *     marks its region out of sync and completes it;
- *  3. otherwise the bio completes; dmr_primary_end_io() drops its region.
+ *     checkpoint after it fails);
+ *  3. a forwarded write that failed on either device may have left local
+ *     and remote different: the worker marks its region out of sync, then
+ *     completes it;
+ *  4. otherwise the bio completes; dmr_primary_end_io() drops its region.
  */
 static void dmr_write_done(unsigned long error, void *context)
 {
@@ -465,13 +467,14 @@ static void dmr_write_done(unsigned long error, void *context)
 
 	if (error & BIT(DMR_LOCAL))
 		bio->bi_status = BLK_STS_IOERR;
-	if (!pb->forwarded || !(error & BIT(DMR_REMOTE))) {
-		if (pb->forwarded && bio_sectors(bio))
-			atomic64_inc(&p->forwarded);
+	if (pb->forwarded && !(error & BIT(DMR_REMOTE)) && bio_sectors(bio))
+		atomic64_inc(&p->forwarded);
+	if (!pb->forwarded || !error) {
 		bio_endio(bio);
 		return;
 	}
-	dmr_primary_event(p, DMR_PEV_REMOTE_ERROR, -EIO);
+	if (error & BIT(DMR_REMOTE))
+		dmr_primary_event(p, DMR_PEV_REMOTE_ERROR, -EIO);
 	spin_lock_irqsave(&p->lock, flags);
 	bio_list_add(&p->failures, bio);
 	spin_unlock_irqrestore(&p->lock, flags);
@@ -511,6 +514,40 @@ static void dmr_issue(struct dmr_primary *p, struct bio *bio, bool forward)
 	dmr_pbio(bio)->forwarded = forward;
 	if (dm_io(&req, forward ? 2 : 1, where, NULL, IOPRIO_DEFAULT))
 		dmr_write_done(BIT(DMR_LOCAL) | BIT(DMR_REMOTE), bio);
+}
+
+/*
+ * The disk log's flush callback, called before it writes regions clean: the
+ * writes that made them clean must be durable on both devices first, or a
+ * power cut could leave a clean region whose write one device lost (a
+ * volatile cache).  As dm-raid1's mirror_flush(): on an error the log marks
+ * every region out of sync (a full resync after a reload); a remote error
+ * also degrades the primary.  Process context (the worker).
+ */
+static int dmr_flush_devices(struct dm_target *ti)
+{
+	struct dmr_primary *p = to_primary(ti);
+	struct dm_io_request req = {
+		.bi_opf = REQ_OP_WRITE | REQ_PREFLUSH | REQ_SYNC,
+		.mem.type = DM_IO_KMEM,
+		.mem.ptr.addr = NULL,
+		.client = p->io,
+	};
+	struct dm_io_region where[2] = {
+		[DMR_LOCAL] = { .bdev = p->local->bdev },
+		[DMR_REMOTE] = { .bdev = p->remote->bdev },
+	};
+	unsigned long error = 0;
+
+	if (dm_io(&req, 2, where, &error, IOPRIO_DEFAULT) && !error)
+		error = BIT(DMR_LOCAL) | BIT(DMR_REMOTE);
+	if (!error)
+		return 0;
+	if (error & BIT(DMR_REMOTE))
+		dmr_primary_event(p, DMR_PEV_REMOTE_ERROR, -EIO);
+	DMERR_LIMIT("%s: cannot flush %s before regions go in sync: all out of sync",
+		    dmr_pname(p), error & BIT(DMR_LOCAL) ? "local" : "the remote");
+	return -EIO;
 }
 
 /* Counts @bios pending in their regions (marks the regions in the log). */
@@ -591,7 +628,7 @@ static void dmr_do_writes(struct dmr_primary *p, struct bio_list *writes)
 		dmr_issue(p, bio, false);
 }
 
-/* Writes whose remote half failed: their regions go out of sync. */
+/* Forwarded writes that failed on a device: their regions go out of sync. */
 static void dmr_do_failures(struct dmr_primary *p, struct bio_list *failures)
 {
 	struct bio *bio;
@@ -883,8 +920,8 @@ static int dmr_primary_make_log(struct dm_target *ti, struct dmr_primary *p)
 	if (sync)
 		argv[argc++] = (char *)sync;
 
-	p->log = dm_dirty_log_create(p->metadata ? "disk" : "core", ti, NULL,
-				     argc, argv);
+	p->log = dm_dirty_log_create(p->metadata ? "disk" : "core", ti,
+				     dmr_flush_devices, argc, argv);
 	if (!p->log) {
 		ti->error = "Cannot create the out-of-sync log";
 		return -EINVAL;
