@@ -44,6 +44,7 @@ PY="python3 $REPO/tests/vm/crash.py"
 FR="python3 $REPO/tests/vm/fault_random.py"
 SEC_LEN=8192		# 4 MiB secondary
 STORE_LEN=12288		# 6 MiB hidden and active
+META_LEN=2048		# 1 MiB: the primary's out-of-sync log
 DISK_LEN=$((SEC_LEN + 2 * STORE_LEN))
 SEED=${DMR_SEED:-47}
 CD=/dev/mapper/crashdisk
@@ -62,15 +63,15 @@ load_top() {
 	dmsetup create port --table "0 $SEC_LEN replication port $SEC"
 }
 
-# slice_table DEV FAULT: the table of the slice rsec, rhid or ract over
-# crashdisk, healthy (linear) or with the fault.
+# slice_table DEV FAULT: the table of a slice over crashdisk (the
+# secondary's rsec, rhid, ract; the primary's plocal, premote, pmeta),
+# healthy (linear) or with the fault.
+declare -A OFF=([rsec]=0 [rhid]=$SEC_LEN [ract]=$((SEC_LEN + STORE_LEN))
+	[plocal]=0 [premote]=$SEC_LEN [pmeta]=$((2 * SEC_LEN)))
+declare -A LEN=([rsec]=$SEC_LEN [rhid]=$STORE_LEN [ract]=$STORE_LEN
+	[plocal]=$SEC_LEN [premote]=$SEC_LEN [pmeta]=$META_LEN)
 slice_table() {
-	local off len=$STORE_LEN
-	case $1 in
-	rsec) off=0 len=$SEC_LEN ;;
-	rhid) off=$SEC_LEN ;;
-	ract) off=$((SEC_LEN + STORE_LEN)) ;;
-	esac
+	local off=${OFF[$1]} len=${LEN[$1]}
 	case $2 in
 	linear) echo "0 $len linear $CD $off" ;;
 	error_writes) echo "0 $len flakey $CD $off 0 3600 1 error_writes" ;;
@@ -159,12 +160,31 @@ failover_round() {
 		die "round $n: cannot blank the secondary device"
 }
 
+# primary_round N I: the Ith of the primary's devices and faults.
+primary_round() {
+	local n=$1 seed=$((SEED * 1000 + $1)) t0=$SECONDS dev fault kind=""
+	read -r dev fault <<<"${PCOMBOS[($2 - 1) % 9]}"
+	[ "$fault" = delay ] && kind=--slow
+	echo "# round $n: primary, $fault under $dev, seed $seed"
+	if $FR primary --top pri --table "$PTABLE" --dev $dev --role "${dev#p}" \
+		--fault-table "$(slice_table $dev "$fault")" \
+		--linear-table "$(slice_table $dev linear)" --seed $seed $kind \
+		--local /dev/mapper/plocal --remote /dev/mapper/premote \
+		--state "$TMPDIR/pstate" --id-base $((n * 1000000)) >"$TMPDIR/pri.$n"; then
+		ok "round $n (primary, $fault under $dev, seed $seed): consistent ($((SECONDS - t0))s)"
+	else
+		not_ok "round $n (primary, $fault under $dev, seed $seed)"
+	fi
+	sed 's/^/#   /' "$TMPDIR/pri.$n"
+}
+
 # make check: three sessions of three rounds and a failover, so every
-# device and fault once (~2.5 min); make soak: nine sessions of ten.
+# device and fault once, then the primary's nine (~4 min); make soak: nine
+# sessions of ten, and the primary's 45.
 if [ -n "${DMR_SOAK:-}" ]; then
-	ROUNDS=10 SESSIONS="8 32 8 32 8 32 8 32 8"
+	ROUNDS=10 SESSIONS="8 32 8 32 8 32 8 32 8" PROUNDS=45
 else
-	ROUNDS=3 SESSIONS="8 32 8"
+	ROUNDS=3 SESSIONS="8 32 8" PROUNDS=9
 fi
 crash_disk ${DISKS%% *}
 n=0 k=0 i=0
@@ -177,5 +197,24 @@ for chunk in $SESSIONS; do
 	n=$((n + 1)) k=$((k + 1))
 	failover_round $n $k
 done
-echo "# $n rounds: $((n - k)) with checkpoints, $k failovers"
+
+# The primary: local, remote and its log are slices of crashdisk too.
+dmsetup remove rsec rhid ract || die "cannot remove the secondary's slices"
+for d in plocal premote pmeta; do
+	dmsetup create $d --table "$(slice_table $d linear)" || die "cannot create $d"
+done
+dd if=/dev/zero of=/dev/mapper/plocal bs=1M count=$((SEC_LEN / 2048)) oflag=direct status=none &&
+	dd if=/dev/zero of=/dev/mapper/premote bs=1M count=$((SEC_LEN / 2048)) oflag=direct status=none &&
+	dd if=/dev/zero of=/dev/mapper/pmeta bs=1M count=1 oflag=direct status=none ||
+	die "cannot blank the primary's devices"
+PTABLE="0 $SEC_LEN replication primary /dev/mapper/plocal /dev/mapper/premote 4 metadata /dev/mapper/pmeta region_size 8"
+dmsetup create pri --table "$PTABLE" || die "cannot load the primary"
+mapfile -t PCOMBOS < <(for d in plocal premote pmeta; do
+	for f in error_writes error delay; do echo "$d $f"; done
+done | shuf --random-source=<(yes "$SEED"))
+for ((j = 1; j <= PROUNDS; j++)); do
+	n=$((n + 1))
+	primary_round $n $j
+done
+echo "# $n rounds: $((n - k - PROUNDS)) of the secondary with checkpoints, $k failovers, $PROUNDS of the primary"
 finish
