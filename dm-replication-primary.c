@@ -522,7 +522,9 @@ static void dmr_issue(struct dmr_primary *p, struct bio *bio, bool forward)
  * power cut could leave a clean region whose write one device lost (a
  * volatile cache).  As dm-raid1's mirror_flush(): on an error the log marks
  * every region out of sync (a full resync after a reload); a remote error
- * also degrades the primary.  Process context (the worker).
+ * also degrades the primary.  Once degraded, nothing goes to the remote, not
+ * even this flush (a hung remote must not stall the VM's writes): local is
+ * flushed alone (see "Known issues").  Process context (the worker).
  */
 static int dmr_flush_devices(struct dm_target *ti)
 {
@@ -538,9 +540,10 @@ static int dmr_flush_devices(struct dm_target *ti)
 		[DMR_REMOTE] = { .bdev = p->remote->bdev },
 	};
 	unsigned long error = 0;
+	unsigned int n = dmr_forwarding(dmr_pstate(p)) ? 2 : 1;
 
-	if (dm_io(&req, 2, where, &error, IOPRIO_DEFAULT) && !error)
-		error = BIT(DMR_LOCAL) | BIT(DMR_REMOTE);
+	if (dm_io(&req, n, where, &error, IOPRIO_DEFAULT) && !error)
+		error = BIT(n) - 1;	/* each device asked */
 	if (!error)
 		return 0;
 	if (error & BIT(DMR_REMOTE))
