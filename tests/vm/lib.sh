@@ -160,6 +160,21 @@ crash_disk() {
 }
 
 arm_cut() { dmsetup load crashdisk --table "$flakey_table"; }
+
+# new_session CHUNK: a new session on the crash disk's slices: the top and
+# the port removed, both stores blanked, crash.py's state of the secondary
+# device taken ($PY: crash.py; $TMPDIR/state), and the test's load_top.
+new_session() {
+	CHUNK=$1
+	dmsetup remove port 2>/dev/null
+	dmsetup remove top 2>/dev/null
+	dd if=/dev/zero of=$HID bs=4096 count=1 oflag=direct status=none &&
+		dd if=/dev/zero of=$ACT bs=4096 count=1 oflag=direct status=none ||
+		die "cannot blank the stores"
+	$PY init --sec $SEC --state "$TMPDIR/state" || die "secondary unreadable"
+	load_top || die "cannot load a new session (chunk $CHUNK)"
+	echo "# session: chunk $CHUNK sectors"
+}
 revive_disk() { dmsetup load crashdisk --table "$linear_table" && dmsetup resume crashdisk; }
 
 # field DEV N: the Nth field of a replication target's status (1: the state).

@@ -56,18 +56,6 @@ reboot() {
 	revive_disk
 }
 
-new_session() {
-	CHUNK=$1
-	dmsetup remove port 2>/dev/null
-	dmsetup remove top 2>/dev/null
-	dd if=/dev/zero of=$HID bs=4096 count=1 oflag=direct status=none &&
-		dd if=/dev/zero of=$ACT bs=4096 count=1 oflag=direct status=none ||
-		die "cannot blank the stores"
-	$PY init --sec $SEC --state "$TMPDIR/state" || die "secondary unreadable"
-	load_top || die "cannot load a new session (chunk $CHUNK)"
-	echo "# session: chunk $CHUNK sectors"
-}
-
 # round N MODE [TOP_FLUSH]: a workload, a cut, a reload, a check.  TOP_FLUSH
 # is the share of the top's operations that are fdatasync: low, the top
 # leaves its records to the periodic commit.
@@ -133,7 +121,7 @@ if dmsetup create port --table "0 $SEC_LEN replication port $SEC" 2>/dev/null; t
 else
 	ok "after stop and a crash a port table is refused"
 fi
-check_eq "$(field top 1)" done "a stop that returned before the cut is durable"
+check_eq "$(field top 1)" "done" "a stop that returned before the cut is durable"
 check_eq "$(dd if=$TOP bs=1M iflag=direct status=none | sha1sum)" \
 	"$(dd if=$SEC bs=1M iflag=direct status=none | sha1sum)" \
 	"after stop and a crash the top is the secondary device"

@@ -82,18 +82,6 @@ slice_table() {
 
 heal() { dmsetup load "$1" --table "$(slice_table "$1" linear)" && dmsetup resume "$1"; }
 
-new_session() {
-	CHUNK=$1
-	dmsetup remove port 2>/dev/null
-	dmsetup remove top 2>/dev/null
-	dd if=/dev/zero of=$HID bs=4096 count=1 oflag=direct status=none &&
-		dd if=/dev/zero of=$ACT bs=4096 count=1 oflag=direct status=none ||
-		die "cannot blank the stores"
-	$PY init --sec $SEC --state "$TMPDIR/state" || die "secondary unreadable"
-	load_top || die "cannot load a new session (chunk $CHUNK)"
-	echo "# session: chunk $CHUNK sectors"
-}
-
 # Every device with every fault, in a seeded order: round N takes the Nth,
 # so each nine rounds cover all nine.
 mapfile -t COMBOS < <(for d in rsec rhid ract; do
