@@ -21,6 +21,7 @@ SPEC = struct.Struct("=Q Q i I 16s")
  DM_TARGET_MSG) = range(15)
 
 DM_SUSPEND_FLAG = 1 << 1
+DM_SKIP_LOCKFS_FLAG = 1 << 10
 DM_STATUS_TABLE_FLAG = 1 << 4
 DM_BUFFER_FULL_FLAG = 1 << 8
 
@@ -69,8 +70,9 @@ class DM:
     def resume(self, name):
         self._call(DM_DEV_SUSPEND, name)
 
-    def suspend(self, name):
-        self._call(DM_DEV_SUSPEND, name, flags=DM_SUSPEND_FLAG)
+    def suspend(self, name, lockfs=True):
+        self._call(DM_DEV_SUSPEND, name,
+                   flags=DM_SUSPEND_FLAG | (0 if lockfs else DM_SKIP_LOCKFS_FLAG))
 
     def clear(self, name):
         self._call(DM_TABLE_CLEAR, name)

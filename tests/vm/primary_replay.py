@@ -96,13 +96,47 @@ class Guard:
                 self.cv.notify_all()
 
 
+class Quiescer:
+    """mark(log), for --cache: a crash instant that each of the log-writes
+    devices LWS (local's, the metadata's, the remote's) places in its log.
+    The primary PRI is suspended (its postsuspend ends its worker's batch
+    and flushes the out-of-sync log, as any suspend does), so no I/O is in
+    flight to the three devices; each log-writes device gets "mark m<N>";
+    the primary is resumed.  With nothing in flight the three marks are one
+    instant.  (Suspending the three log-writes devices instead hung: the
+    loop device over one blocked in a flush while another's suspend
+    waited.)"""
+
+    def __init__(self, dm, pri, lws):
+        self.dm, self.pri, self.lws = dm, pri, lws
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def __call__(self, lg, why="durable"):
+        with self.lock:
+            self.count += 1
+            n = self.count
+            t0 = now()
+            self.dm.suspend(self.pri, lockfs=False)
+            try:
+                for lw in self.lws:
+                    self.dm.message(lw, "mark m%d" % n)
+            finally:
+                self.dm.resume(self.pri)
+            lg.add({"op": "mark", "m": n, "why": why, "t0": t0, "t1": now()})
+
+
 def work(a):
     rnd = random.Random(a.seed)
     log = crash.Log(0)
     stop = threading.Event()
     errors = []
     dm = dmioctl.DM()
-    mark = crash_replay.Marker(dm, a.lw)
+    lws = a.lw.split(",")
+    if len(lws) == 3:
+        mark = Quiescer(dm, a.pri, lws)
+    else:
+        mark = crash_replay.Marker(dm, a.lw)
     path = "/dev/mapper/" + a.pri
 
     guard = Guard()
@@ -116,6 +150,14 @@ def work(a):
     threads = [threading.Thread(target=crash.writer, args=(
         name, 1, path, wargs(chunk), log, random.Random(rnd.random()), stop, errors))
         for name, chunk in (("one", a.region_size), ("two", 2 * a.region_size))]
+
+    def crasher(r):
+        # crash instants between the durability points (--cache)
+        while not stop.wait(r.uniform(0, 2 * a.crash_every)):
+            mark(log, "crash")
+
+    if len(lws) == 3 and a.crash_every:
+        threads.append(threading.Thread(target=crasher, args=(random.Random(rnd.random()),)))
     mark(log)
     start = now()
     for t in threads:
@@ -260,6 +302,110 @@ def sector_diff(rules, loc, rem, reg, rs):
 SYNCING = re.compile(r": (\d+) of (\d+) regions out of sync: syncing")
 
 
+class Stats:
+    """What the points saw, over a check: the regions in which local and
+    remote differed, those the reloads found out of sync, and the time."""
+
+    def __init__(self):
+        self.diverged = []	# per point where local and remote differed: how many regions
+        self.found = []	# per point whose reload found regions out of sync: how many
+        self.tm = {"replay": 0.0, "layer": 0.0, "read": 0.0, "load+resync": 0.0,
+                   "check": 0.0, "remove": 0.0}
+
+    def report(self):
+        print("# local and remote differed at %d points (up to %d regions); the reload "
+              "found regions out of sync at %d (up to %d)" % (
+                  len(self.diverged), max(self.diverged, default=0), len(self.found),
+                  max(self.found, default=0)))
+        print("# seconds spent: " + ", ".join("%s %.1f" % kv for kv in self.tm.items()))
+
+
+def verify(a, dm, kmsg, rules, table, st):
+    """The rules at one point, with the replayed slices rloc, rmeta and rrem
+    in place: RuntimeError (or OSError) names the broken ones.  The primary
+    it loads, rpri, is left for unload() (st.loaded: it was loaded)."""
+    tm, diverged, found = st.tm, st.diverged, st.found
+    msgs = []
+    t2 = now()
+    loc0 = crash.read_raw("/dev/mapper/rloc")
+    rem0 = crash.read_raw("/dev/mapper/rrem")
+    nosync = log_nosync(crash.read_raw("/dev/mapper/rmeta"), len(loc0) // SECTOR //
+                        a.region_size)
+    t3 = now()
+    tm["read"] += t3 - t2
+    msgs += rules.check("remote before the reload (r)", crash.decode(rem0, 0), True)
+    diff0 = regions_differ(loc0, rem0, a.region_size)
+    if diff0:
+        diverged.append(len(diff0))
+    if nosync is None:
+        msgs.append("(o) the metadata device holds neither a log nor zeroes")
+    elif set(diff0) - set(nosync):
+        msgs.append("(o) local and remote differ in regions %s, which the log "
+                    "on disk has in sync (out of sync: %s); %s" % (
+                        sorted(set(diff0) - set(nosync)), nosync,
+                        sector_diff(rules, crash.decode(loc0, 0), crash.decode(rem0, 0),
+                                    min(set(diff0) - set(nosync)), a.region_size)))
+    t4 = now()
+    tm["check"] += t4 - t3
+    kmsg.drain()
+    try:
+        dm.make("rpri", table)
+        st.loaded = True
+    except OSError as e:
+        raise RuntimeError("the primary does not load: %s" % e)
+    nfound = 0
+    deadline = now() + a.settle
+    while True:
+        ps = dm.params("rpri").split()
+        if ps[1] == "running" and ps[4].startswith("0/"):
+            break
+        if ps[1] != "syncing" or now() > deadline:
+            raise RuntimeError("the primary does not settle to running: %s" %
+                               " ".join(ps))
+        time.sleep(0.01)
+    for line in kmsg.drain():
+        m = SYNCING.search(line)
+        if m:
+            nfound = int(m.group(1))
+    if nfound:
+        found.append(nfound)
+    t5 = now()
+    tm["load+resync"] += t5 - t4
+    if nosync is not None and nfound != len(nosync):
+        msgs.append("the reload found %d regions out of sync, the log on disk "
+                    "has %d: %s" % (nfound, len(nosync), nosync))
+    pri = crash.read_dev("/dev/mapper/rpri")
+    loc = crash.read_raw("/dev/mapper/rloc")
+    rem = crash.read_raw("/dev/mapper/rrem")
+    t6 = now()
+    tm["read"] += t6 - t5
+    msgs += rules.check("primary device (a, b)", pri, False)
+    diff = regions_differ(loc, rem, a.region_size)
+    if diff:
+        msgs.append("(c) after the resync remote and local differ in regions %s "
+                    "(they differed in %s before the reload, the log had %s out "
+                    "of sync); %s" % (diff[:8], diff0[:8], nosync, sector_diff(
+                        rules, crash.decode(loc, 0), crash.decode(rem, 0), diff[0],
+                        a.region_size)))
+    tm["check"] += now() - t6
+    if msgs:
+        raise RuntimeError("; ".join(msgs))
+
+
+def unload(dm, st, what):
+    """Remove rpri if the point loaded it: the failures (0 or 1)."""
+    t = now()
+    try:
+        if st.loaded:
+            dm.unmake("rpri")
+        return 0
+    except OSError as e:
+        print("not ok - %s: cannot remove the primary: %s" % (what, e))
+        return 1
+    finally:
+        st.tm["remove"] += now() - t
+
+
 def check(a):
     with open(a.log) as f:
         L = json.load(f)
@@ -284,86 +430,19 @@ def check(a):
              "metadata /dev/mapper/rmeta region_size %d" % (a.len, a.region_size))
     fails = 0
     checked = {"flush": 0, "random": 0}
-    diverged = []	# per point where local and remote differed: how many regions
-    found = []	# per point whose reload found regions out of sync: how many
     t_start = now()
-    tm = {"replay": 0.0, "layer": 0.0, "read": 0.0, "load+resync": 0.0, "check": 0.0,
-          "remove": 0.0}
+    st = Stats()
     lay = crash_replay.Layers(dm, log, a.base, a.cow.split(","), slices=[
         ("rloc", a.len), ("rmeta", a.meta_len), ("rrem", a.len)])
     for k, p, cut0, cut1 in pts.windows():
         t_rep, t_lay = lay.goto(k, p)
-        tm["replay"] += t_rep
-        tm["layer"] += t_lay
+        st.tm["replay"] += t_rep
+        st.tm["layer"] += t_lay
         what = pts.what(p)
         rules.window(cut0, cut1)
-        msgs = []
-        loaded = False
+        st.loaded = False
         try:
-            t2 = now()
-            loc0 = crash.read_raw("/dev/mapper/rloc")
-            rem0 = crash.read_raw("/dev/mapper/rrem")
-            nosync = log_nosync(crash.read_raw("/dev/mapper/rmeta"), len(loc0) // SECTOR //
-                                a.region_size)
-            t3 = now()
-            tm["read"] += t3 - t2
-            msgs += rules.check("remote before the reload (r)", crash.decode(rem0, 0), True)
-            diff0 = regions_differ(loc0, rem0, a.region_size)
-            if diff0:
-                diverged.append(len(diff0))
-            if nosync is None:
-                msgs.append("(o) the metadata device holds neither a log nor zeroes")
-            elif set(diff0) - set(nosync):
-                msgs.append("(o) local and remote differ in regions %s, which the log "
-                            "on disk has in sync (out of sync: %s); %s" % (
-                                sorted(set(diff0) - set(nosync)), nosync,
-                                sector_diff(rules, crash.decode(loc0, 0), crash.decode(rem0, 0),
-                                            min(set(diff0) - set(nosync)), a.region_size)))
-            t4 = now()
-            tm["check"] += t4 - t3
-            kmsg.drain()
-            try:
-                dm.make("rpri", table)
-                loaded = True
-            except OSError as e:
-                raise RuntimeError("the primary does not load: %s" % e)
-            nfound = 0
-            deadline = now() + a.settle
-            while True:
-                st = dm.params("rpri").split()
-                if st[1] == "running" and st[4].startswith("0/"):
-                    break
-                if st[1] != "syncing" or now() > deadline:
-                    raise RuntimeError("the primary does not settle to running: %s" %
-                                       " ".join(st))
-                time.sleep(0.01)
-            for line in kmsg.drain():
-                m = SYNCING.search(line)
-                if m:
-                    nfound = int(m.group(1))
-            if nfound:
-                found.append(nfound)
-            t5 = now()
-            tm["load+resync"] += t5 - t4
-            if nosync is not None and nfound != len(nosync):
-                msgs.append("the reload found %d regions out of sync, the log on disk "
-                            "has %d: %s" % (nfound, len(nosync), nosync))
-            pri = crash.read_dev("/dev/mapper/rpri")
-            loc = crash.read_raw("/dev/mapper/rloc")
-            rem = crash.read_raw("/dev/mapper/rrem")
-            t6 = now()
-            tm["read"] += t6 - t5
-            msgs += rules.check("primary device (a, b)", pri, False)
-            diff = regions_differ(loc, rem, a.region_size)
-            if diff:
-                msgs.append("(c) after the resync remote and local differ in regions %s "
-                            "(they differed in %s before the reload, the log had %s out "
-                            "of sync); %s" % (diff[:8], diff0[:8], nosync, sector_diff(
-                                rules, crash.decode(loc, 0), crash.decode(rem, 0), diff[0],
-                                a.region_size)))
-            tm["check"] += now() - t6
-            if msgs:
-                raise RuntimeError("; ".join(msgs))
+            verify(a, dm, kmsg, rules, table, st)
             checked["flush" if p in pts.fset else "random"] += 1
         except (RuntimeError, OSError) as e:
             fails += 1
@@ -372,22 +451,143 @@ def check(a):
                 print("# stopping after %d failures" % fails)
                 break
         finally:
-            t7 = now()
-            if loaded:
-                try:
-                    dm.unmake("rpri")
-                except OSError as e:
-                    print("not ok - %s: cannot remove the primary: %s" % (what, e))
-                    fails += 1
-            tm["remove"] += now() - t7
+            fails += unload(dm, st, what)
     lay.close()
     dm.close()
-    print("# local and remote differed at %d points (up to %d regions); the reload found "
-          "regions out of sync at %d (up to %d)" % (
-              len(diverged), max(diverged, default=0), len(found), max(found, default=0)))
-    print("# seconds spent: " + ", ".join("%s %.1f" % kv for kv in tm.items()))
+    st.report()
     print("# checked %d replay points (%d flush points, %d random), %d failures (%.0fs)" % (
         checked["flush"] + checked["random"] + fails, checked["flush"], checked["random"],
+        fails, now() - t_start))
+    return 1 if fails else 0
+
+
+class Layers3:
+    """For --cache: three logs, each replayed onto its slice of BASE (bloc,
+    bmeta, brem), incrementally, and a throw-away dm-snapshot over BASE with
+    the slices rloc, rmeta and rrem over it (crash_replay.Layers' way)."""
+
+    def __init__(self, dm, logs, base, cows, slices):
+        self.dm, self.cows = dm, cows
+        self.names = [nm for nm, _ in slices]
+        self.reps = []
+        off = 0
+        for (nm, n), log in zip(slices, logs):
+            dm.make("b" + nm[1:], "0 %d linear %s %d" % (n, base, off))
+            self.reps.append(logwrites.Replayer(log, "/dev/mapper/b" + nm[1:]))
+            off += n
+        self.snap = "0 %d snapshot %s %%s N 8" % (off, base)
+        dm.make("rsnap", self.snap % cows[0])
+        off = 0
+        for nm, n in slices:
+            dm.make(nm, "0 %d linear /dev/mapper/rsnap %d" % (n, off))
+            off += n
+
+    def goto(self, k, cuts):
+        """Point K: log i replayed up to entry CUTS[i] (exclusive)."""
+        t = now()
+        for r, c in zip(self.reps, cuts):
+            r.advance(c)
+        t1 = now()
+        self.dm.load_line("rsnap", self.snap % self.cows[(k + 1) % len(self.cows)])
+        self.dm.resume("rsnap")
+        return t1 - t, now() - t1
+
+    def close(self):
+        for nm in self.names[::-1] + ["rsnap"]:
+            self.dm.unmake(nm)
+        for r in self.reps:
+            r.close()
+        for nm in self.names:
+            self.dm.unmake("b" + nm[1:])
+
+
+def cache_check(a):
+    """check --cache: the points are the marks (Quiescer's crash instants),
+    for devices with volatile write caches that a power cut empties: each
+    device's log is replayed up to its last FLUSH or FUA entry before the
+    mark, so every write the device had not flushed then is lost.  (A plain
+    write enters a log-writes log only with the next flush anyway, so the
+    cut drops no logged write: "entries after the last flush" stays 0.)
+    Local and the remote are flushed at different times (a checkpoint
+    flushes the remote alone), so they lose different writes; a region in
+    which they then differ must not be in sync in the log, which writes a
+    region in sync only after the primary flushed both devices
+    (dmr_flush_devices())."""
+    with open(a.log) as f:
+        L = json.load(f)
+    ops = L["ops"]
+    marks = {o["m"]: o for o in ops if o["op"] == "mark"}
+    names = ("local", "metadata", "remote")
+    logs = [logwrites.Log(p) for p in a.lwlog.split(",")]
+    cut = []	# per log: {mark number: prefix up to its last FLUSH/FUA before it}
+    dropped = [0, 0, 0]	# per log: entries between those and the marks, all marks
+    for i, log in enumerate(logs):
+        if log.sectorsize != SECTOR:
+            print("not ok - %s log sector size %d (expected %d)" % (
+                names[i], log.sectorsize, SECTOR))
+            return 1
+        c, last = {}, 0
+        for e in log.entries:
+            if e.flags & (logwrites.FLUSH | logwrites.FUA):
+                last = e.index + 1
+            elif e.mark and e.mark.startswith("m"):
+                c[int(e.mark[1:])] = last
+                dropped[i] += sum(1 for x in log.entries[last:e.index] if not x.mark)
+        cut.append(c)
+        missing = set(marks) - set(c)
+        if missing:
+            print("not ok - %d marks the workload sent are not in the %s log (e.g. m%d)" % (
+                len(missing), names[i], min(missing)))
+            return 1
+    pts = sorted(marks)
+    rnd = random.Random(a.seed)
+    if a.mark_points and len(pts) > a.mark_points:
+        pts = sorted(rnd.sample(pts, a.mark_points))
+    print("# logs: %s; %d marks (%d crash instants), checking %d; entries after the "
+          "last flush before a mark, all marks: %s" % (
+              ", ".join("%s %d entries, %d FLUSH/FUA" % (
+                  names[i], len(lg.entries),
+                  sum(1 for e in lg.entries if e.flags & (logwrites.FLUSH | logwrites.FUA)))
+                  for i, lg in enumerate(logs)),
+              len(marks), sum(1 for o in marks.values() if o.get("why") == "crash"),
+              len(pts), "/".join(str(d) for d in dropped)))
+
+    rules = Rules(ops, a.len)
+    dm = dmioctl.DM()
+    kmsg = dmioctl.Kmsg()
+    table = ("0 %d replication primary /dev/mapper/rloc /dev/mapper/rrem 4 "
+             "metadata /dev/mapper/rmeta region_size %d" % (a.len, a.region_size))
+    fails = 0
+    checked = {"durable": 0, "crash": 0}
+    t_start = now()
+    st = Stats()
+    lay = Layers3(dm, logs, a.base, a.cow.split(","), [
+        ("rloc", a.len), ("rmeta", a.meta_len), ("rrem", a.len)])
+    for k, m in enumerate(pts):
+        cuts = [c[m] for c in cut]
+        t_rep, t_lay = lay.goto(k, cuts)
+        st.tm["replay"] += t_rep
+        st.tm["layer"] += t_lay
+        what = "m%d (%s; local, metadata, remote up to entries %s)" % (
+            m, marks[m].get("why", "durable"), "/".join(str(x) for x in cuts))
+        rules.window(marks[m]["t0"], marks[m]["t1"])
+        st.loaded = False
+        try:
+            verify(a, dm, kmsg, rules, table, st)
+            checked[marks[m].get("why", "durable")] += 1
+        except (RuntimeError, OSError) as e:
+            fails += 1
+            print("not ok - %s: %s" % (what, e))
+            if fails >= a.max_fails:
+                print("# stopping after %d failures" % fails)
+                break
+        finally:
+            fails += unload(dm, st, what)
+    lay.close()
+    dm.close()
+    st.report()
+    print("# checked %d cache points (%d durable, %d crash), %d failures (%.0fs)" % (
+        checked["durable"] + checked["crash"] + fails, checked["durable"], checked["crash"],
         fails, now() - t_start))
     return 1 if fails else 0
 
@@ -410,7 +610,16 @@ def main():
     p.add_argument("--settle", type=float, default=30.0,
                    help="seconds for a reloaded primary to reach running")
     p.add_argument("--max-fails", type=int, default=20)
+    p.add_argument("--cache", action="store_true",
+                   help="check: three logs (--lwlog L,M,R), each cut at its last flush")
+    p.add_argument("--crash-every", type=float, default=0.1,
+                   help="work, three log-writes devices: mean seconds between crash "
+                   "instants besides the durability points (0: none)")
+    p.add_argument("--mark-points", type=int, default=0,
+                   help="check --cache: marks to check, at random (0: all)")
     a = p.parse_args()
+    if a.cmd == "check" and a.cache:
+        return cache_check(a)
     return {"work": work, "check": check}[a.cmd](a)
 
 
