@@ -62,6 +62,38 @@ class Marker:
         lg.add({"op": "mark", "m": n, "t0": t0, "t1": now()})
 
 
+def run(threads, stop, duration, pause, step):
+    """Start THREADS, call STEP after each PAUSE() seconds for DURATION
+    seconds, then set STOP and join them.  Return: the start time."""
+    start = now()
+    for t in threads:
+        t.start()
+    try:
+        while now() - start < duration:
+            time.sleep(pause())
+            step()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return start
+
+
+def checkpoint(dm, name, dev, log, errors, mark):
+    """The checkpoint message to NAME, logged as DEV's; a mark after it
+    when it returned."""
+    t0 = now()
+    try:
+        dm.message(name, "checkpoint")
+        ok = True
+    except OSError as e:
+        ok = False
+        errors.append("checkpoint: %s" % e)
+    log.add({"dev": dev, "op": "checkpoint", "t0": t0, "t1": now(), "ok": ok})
+    if ok:
+        mark(log)
+
+
 def work(a):
     rnd = random.Random(a.seed)
     log = crash.Log(a.id_base)
@@ -71,16 +103,7 @@ def work(a):
     mark = Marker(dm, a.lw)
 
     def ckpt():
-        t0 = now()
-        try:
-            dm.message(a.top, "checkpoint")
-            ok = True
-        except OSError as e:
-            ok = False
-            errors.append("checkpoint: %s" % e)
-        log.add({"dev": "top", "op": "checkpoint", "t0": t0, "t1": now(), "ok": ok})
-        if ok:
-            mark(log)
+        checkpoint(dm, a.top, "top", log, errors, mark)
 
     wargs = argparse.Namespace(top_flush=a.top_flush, chunk=a.chunk, hot=a.hot,
                                durable_hook=mark)
@@ -90,17 +113,7 @@ def work(a):
             "port", 2, "/dev/mapper/" + a.port, wargs, log, random.Random(rnd.random()),
             stop, errors))]
     mark(log)
-    start = now()
-    for t in threads:
-        t.start()
-    try:
-        while now() - start < a.duration:
-            time.sleep(rnd.uniform(0.05, 0.6))
-            ckpt()
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+    start = run(threads, stop, a.duration, lambda: rnd.uniform(0.05, 0.6), ckpt)
     mark(log)
     dm.close()
     with open(a.log, "w") as f:
@@ -199,14 +212,26 @@ class Layers:
     """BASE with the log replayed onto it up to a point, incrementally, under
     a throw-away dm-snapshot (on the COW devices in turn: one COW cannot serve
     two tables at the swap) and the slices rsec, rhid and ract over that; or
-    SLICES, [(name, sectors)], one after the other from sector 0."""
+    SLICES, [(name, sectors)], one after the other from sector 0.  LOG may
+    be a list of logs, one a slice: each is replayed onto its part of BASE
+    (b<name without its r>), and a point is a list of prefixes."""
 
     def __init__(self, dm, log, base, cows, sec_len=0, store_len=0, slices=None):
         self.dm, self.cows = dm, cows
-        self.rep = logwrites.Replayer(log, base)
         if slices is None:
             slices = [("rsec", sec_len), ("rhid", store_len), ("ract", store_len)]
         self.names = [nm for nm, _ in slices]
+        self.parts = []
+        if isinstance(log, list):
+            off = 0
+            for (nm, n), lg in zip(slices, log):
+                self.parts.append("b" + nm[1:])
+                dm.make(self.parts[-1], "0 %d linear %s %d" % (n, base, off))
+                off += n
+            self.reps = [logwrites.Replayer(lg, "/dev/mapper/" + b)
+                         for lg, b in zip(log, self.parts)]
+        else:
+            self.reps = [logwrites.Replayer(log, base)]
         self.snap = "0 %d snapshot %s %%s N 8" % (sum(n for _, n in slices), base)
         dm.make("rsnap", self.snap % cows[0])
         off = 0
@@ -215,10 +240,11 @@ class Layers:
             off += n
 
     def goto(self, k, p):
-        """Point K of the walk, prefix P.  Return: the seconds the replay
-        and the fresh layer took."""
+        """Point K of the walk, prefix P (a list: one a log).  Return: the
+        seconds the replay and the fresh layer took."""
         t = now()
-        self.rep.advance(p)
+        for r, c in zip(self.reps, p if isinstance(p, list) else [p]):
+            r.advance(c)
         t1 = now()
         self.dm.load_line("rsnap", self.snap % self.cows[(k + 1) % len(self.cows)])
         self.dm.resume("rsnap")
@@ -227,7 +253,10 @@ class Layers:
     def close(self):
         for nm in self.names[::-1] + ["rsnap"]:
             self.dm.unmake(nm)
-        self.rep.close()
+        for r in self.reps:
+            r.close()
+        for b in self.parts:
+            self.dm.unmake(b)
 
 
 def add_check_args(p, random_points):

@@ -159,26 +159,9 @@ def work(a):
     if len(lws) == 3 and a.crash_every:
         threads.append(threading.Thread(target=crasher, args=(random.Random(rnd.random()),)))
     mark(log)
-    start = now()
-    for t in threads:
-        t.start()
-    try:
-        while now() - start < a.duration:
-            time.sleep(rnd.uniform(0.05, 0.5))
-            t0 = now()
-            try:
-                dm.message(a.pri, "checkpoint")
-                ok = True
-            except OSError as e:
-                ok = False
-                errors.append("checkpoint: %s" % e)
-            log.add({"dev": "pri", "op": "checkpoint", "t0": t0, "t1": now(), "ok": ok})
-            if ok:
-                mark(log)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+    start = crash_replay.run(
+        threads, stop, a.duration, lambda: rnd.uniform(0.05, 0.5),
+        lambda: crash_replay.checkpoint(dm, a.pri, "pri", log, errors, mark))
     mark(log)
     st = dm.params(a.pri)
     dm.close()
@@ -423,27 +406,41 @@ def check(a):
     print("# log: %d entries, %d FLUSH/FUA, %d marks; checking %d points" % (
         len(log.entries), pts.nflush, len(pts.mark_at), len(pts.points)))
 
-    rules = Rules(ops, a.len)
     dm = dmioctl.DM()
+    lay = crash_replay.Layers(dm, log, a.base, a.cow.split(","), slices=slices_of(a))
+    steps = ((k, p, cut0, cut1, pts.what(p), "flush" if p in pts.fset else "random")
+             for k, p, cut0, cut1 in pts.windows())
+    return walk(a, dm, lay, Rules(ops, a.len), steps, ("flush", "random"),
+                "replay points (%d flush points, %d random)")
+
+
+def slices_of(a):
+    """The replayed slices: local, the metadata, the remote."""
+    return [("rloc", a.len), ("rmeta", a.meta_len), ("rrem", a.len)]
+
+
+def walk(a, dm, lay, rules, steps, kinds, counted):
+    """Each step (K, CUT, cut0, cut1, WHAT, KIND): LAY to point K at CUT,
+    the primary loaded and checked against RULES for a crash in [cut0,
+    cut1]; a failing step prints "not ok - WHAT: ...".  Prints "# checked N
+    " + COUNTED % (the steps of each of KINDS) + failures.  Return 1 on a
+    failure."""
     kmsg = dmioctl.Kmsg()
     table = ("0 %d replication primary /dev/mapper/rloc /dev/mapper/rrem 4 "
              "metadata /dev/mapper/rmeta region_size %d" % (a.len, a.region_size))
     fails = 0
-    checked = {"flush": 0, "random": 0}
+    checked = dict.fromkeys(kinds, 0)
     t_start = now()
     st = Stats()
-    lay = crash_replay.Layers(dm, log, a.base, a.cow.split(","), slices=[
-        ("rloc", a.len), ("rmeta", a.meta_len), ("rrem", a.len)])
-    for k, p, cut0, cut1 in pts.windows():
-        t_rep, t_lay = lay.goto(k, p)
+    for k, cut, cut0, cut1, what, kind in steps:
+        t_rep, t_lay = lay.goto(k, cut)
         st.tm["replay"] += t_rep
         st.tm["layer"] += t_lay
-        what = pts.what(p)
         rules.window(cut0, cut1)
         st.loaded = False
         try:
             verify(a, dm, kmsg, rules, table, st)
-            checked["flush" if p in pts.fset else "random"] += 1
+            checked[kind] += 1
         except (RuntimeError, OSError) as e:
             fails += 1
             print("not ok - %s: %s" % (what, e))
@@ -455,50 +452,10 @@ def check(a):
     lay.close()
     dm.close()
     st.report()
-    print("# checked %d replay points (%d flush points, %d random), %d failures (%.0fs)" % (
-        checked["flush"] + checked["random"] + fails, checked["flush"], checked["random"],
-        fails, now() - t_start))
+    print(("# checked %d " + counted + ", %d failures (%.0fs)") % (
+        (sum(checked.values()) + fails,) + tuple(checked[x] for x in kinds) +
+        (fails, now() - t_start)))
     return 1 if fails else 0
-
-
-class Layers3:
-    """For --cache: three logs, each replayed onto its slice of BASE (bloc,
-    bmeta, brem), incrementally, and a throw-away dm-snapshot over BASE with
-    the slices rloc, rmeta and rrem over it (crash_replay.Layers' way)."""
-
-    def __init__(self, dm, logs, base, cows, slices):
-        self.dm, self.cows = dm, cows
-        self.names = [nm for nm, _ in slices]
-        self.reps = []
-        off = 0
-        for (nm, n), log in zip(slices, logs):
-            dm.make("b" + nm[1:], "0 %d linear %s %d" % (n, base, off))
-            self.reps.append(logwrites.Replayer(log, "/dev/mapper/b" + nm[1:]))
-            off += n
-        self.snap = "0 %d snapshot %s %%s N 8" % (off, base)
-        dm.make("rsnap", self.snap % cows[0])
-        off = 0
-        for nm, n in slices:
-            dm.make(nm, "0 %d linear /dev/mapper/rsnap %d" % (n, off))
-            off += n
-
-    def goto(self, k, cuts):
-        """Point K: log i replayed up to entry CUTS[i] (exclusive)."""
-        t = now()
-        for r, c in zip(self.reps, cuts):
-            r.advance(c)
-        t1 = now()
-        self.dm.load_line("rsnap", self.snap % self.cows[(k + 1) % len(self.cows)])
-        self.dm.resume("rsnap")
-        return t1 - t, now() - t1
-
-    def close(self):
-        for nm in self.names[::-1] + ["rsnap"]:
-            self.dm.unmake(nm)
-        for r in self.reps:
-            r.close()
-        for nm in self.names:
-            self.dm.unmake("b" + nm[1:])
 
 
 def cache_check(a):
@@ -552,44 +509,18 @@ def cache_check(a):
               len(marks), sum(1 for o in marks.values() if o.get("why") == "crash"),
               len(pts), "/".join(str(d) for d in dropped)))
 
-    rules = Rules(ops, a.len)
     dm = dmioctl.DM()
-    kmsg = dmioctl.Kmsg()
-    table = ("0 %d replication primary /dev/mapper/rloc /dev/mapper/rrem 4 "
-             "metadata /dev/mapper/rmeta region_size %d" % (a.len, a.region_size))
-    fails = 0
-    checked = {"durable": 0, "crash": 0}
-    t_start = now()
-    st = Stats()
-    lay = Layers3(dm, logs, a.base, a.cow.split(","), [
-        ("rloc", a.len), ("rmeta", a.meta_len), ("rrem", a.len)])
-    for k, m in enumerate(pts):
-        cuts = [c[m] for c in cut]
-        t_rep, t_lay = lay.goto(k, cuts)
-        st.tm["replay"] += t_rep
-        st.tm["layer"] += t_lay
-        what = "m%d (%s; local, metadata, remote up to entries %s)" % (
-            m, marks[m].get("why", "durable"), "/".join(str(x) for x in cuts))
-        rules.window(marks[m]["t0"], marks[m]["t1"])
-        st.loaded = False
-        try:
-            verify(a, dm, kmsg, rules, table, st)
-            checked[marks[m].get("why", "durable")] += 1
-        except (RuntimeError, OSError) as e:
-            fails += 1
-            print("not ok - %s: %s" % (what, e))
-            if fails >= a.max_fails:
-                print("# stopping after %d failures" % fails)
-                break
-        finally:
-            fails += unload(dm, st, what)
-    lay.close()
-    dm.close()
-    st.report()
-    print("# checked %d cache points (%d durable, %d crash), %d failures (%.0fs)" % (
-        checked["durable"] + checked["crash"] + fails, checked["durable"], checked["crash"],
-        fails, now() - t_start))
-    return 1 if fails else 0
+    lay = crash_replay.Layers(dm, logs, a.base, a.cow.split(","), slices=slices_of(a))
+
+    def steps():
+        for k, m in enumerate(pts):
+            cuts = [c[m] for c in cut]
+            yield (k, cuts, marks[m]["t0"], marks[m]["t1"],
+                   "m%d (%s; local, metadata, remote up to entries %s)" % (
+                       m, marks[m].get("why", "durable"), "/".join(str(x) for x in cuts)),
+                   marks[m].get("why", "durable"))
+    return walk(a, dm, lay, Rules(ops, a.len), steps(), ("durable", "crash"),
+                "cache points (%d durable, %d crash)")
 
 
 def main():
