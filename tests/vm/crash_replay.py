@@ -270,22 +270,32 @@ def add_check_args(p, random_points):
     p.add_argument("--random-points", type=int, default=random_points)
 
 
-def check(a):
+def open_run(a):
+    """The workload's ops (--log), the log-writes log (--lwlog) and the
+    points to check in it (--seed, --flush-points, --random-points).
+    Return: (ops, log, points), or None after a "not ok" line."""
     with open(a.log) as f:
-        L = json.load(f)
-    ops = L["ops"]
+        ops = json.load(f)["ops"]
     marks = {o["m"]: o for o in ops if o["op"] == "mark"}
     log = logwrites.Log(a.lwlog)
     if log.sectorsize != 512:
         print("not ok - log sector size %d (expected 512)" % log.sectorsize)
-        return 1
+        return None
     pts = Points(log, marks, random.Random(a.seed), a.flush_points,
                  a.random_points)
     if pts.missing:
         print("not ok - %d marks the workload sent are not in the log" % len(pts.missing))
-        return 1
+        return None
     print("# log: %d entries, %d FLUSH/FUA, %d marks; checking %d points" % (
         len(log.entries), pts.nflush, len(pts.mark_at), len(pts.points)))
+    return ops, log, pts
+
+
+def check(a):
+    run_ = open_run(a)
+    if not run_:
+        return 1
+    ops, log, pts = run_
 
     T0 = [0] * a.sec_len
     S0 = [0] * a.sec_len

@@ -390,22 +390,10 @@ def unload(dm, st, what):
 
 
 def check(a):
-    with open(a.log) as f:
-        L = json.load(f)
-    ops = L["ops"]
-    marks = {o["m"]: o for o in ops if o["op"] == "mark"}
-    log = logwrites.Log(a.lwlog)
-    if log.sectorsize != SECTOR:
-        print("not ok - log sector size %d (expected %d)" % (log.sectorsize, SECTOR))
+    run = crash_replay.open_run(a)
+    if not run:
         return 1
-    pts = crash_replay.Points(log, marks, random.Random(a.seed), a.flush_points,
-                              a.random_points)
-    if pts.missing:
-        print("not ok - %d marks the workload sent are not in the log" % len(pts.missing))
-        return 1
-    print("# log: %d entries, %d FLUSH/FUA, %d marks; checking %d points" % (
-        len(log.entries), pts.nflush, len(pts.mark_at), len(pts.points)))
-
+    ops, log, pts = run
     dm = dmioctl.DM()
     lay = crash_replay.Layers(dm, log, a.base, a.cow.split(","), slices=slices_of(a))
     steps = ((k, p, cut0, cut1, pts.what(p), "flush" if p in pts.fset else "random")
