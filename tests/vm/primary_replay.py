@@ -7,6 +7,8 @@
   primary_replay.py check --log FILE --lwlog DEV --base DEV --cow DEV
                           --len N --meta-len N --region-size N --seed S
                           --flush-points N --random-points N
+  primary_replay.py regions --local DEV --remote DEV --meta DEV
+                          --region-size N
 
 `work` runs crash.py's stamped writer, twice, on /dev/mapper/PRI (a primary
 whose local, metadata and remote are slices of the dm-log-writes device
@@ -47,6 +49,10 @@ window its marks give (crash_replay.Points.windows):
   (c) after the resync the remote slice equals the local slice byte for
       byte: the out-of-sync log is write-intent, so every region in which
       the two may differ was marked on disk before its write was issued.
+
+`regions` checks rule (o) on devices left by a real crash
+(62-primary-crash.sh), before the primary is loaded again: every region in
+which LOCAL and REMOTE differ is out of sync in the log on META.
 
 A failing point prints "not ok - entry P: ...", and the last line is
 "# checked N replay points (F flush points, R random), X failures".
@@ -511,9 +517,31 @@ def cache_check(a):
                 "cache points (%d durable, %d crash)")
 
 
+def regions(a):
+    """62-primary-crash: after a crash, before the reload, every region in
+    which local and remote differ is out of sync in the log on the
+    metadata device (rule (o) of `check`, on the devices themselves)."""
+    loc, rem, meta = (crash.read_raw(d) for d in (a.local, a.remote, a.meta))
+    diff = regions_differ(loc, rem, a.region_size)
+    nosync = log_nosync(meta, (len(loc) // SECTOR + a.region_size - 1) // a.region_size)
+    print("# local and remote differ in %d regions; the log has %s out of sync" % (
+        len(diff), "no valid bitmap" if nosync is None else "%d" % len(nosync)))
+    if nosync is None:
+        print("# the metadata holds neither a log nor zeroes")
+        return 1
+    missed = sorted(set(diff) - set(nosync))
+    if missed:
+        print("# in sync in the log, yet local and remote differ: regions %s" % missed[:8])
+        return 1
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("cmd", choices=["work", "check"])
+    p.add_argument("cmd", choices=["work", "check", "regions"])
+    p.add_argument("--local", help="regions: the local device")
+    p.add_argument("--remote", help="regions: the remote device")
+    p.add_argument("--meta", help="regions: the metadata device")
     p.add_argument("--pri", default="pri")
     p.add_argument("--lw", default="lw")
     p.add_argument("--region-size", type=int, default=64)
@@ -539,7 +567,7 @@ def main():
     a = p.parse_args()
     if a.cmd == "check" and a.cache:
         return cache_check(a)
-    return {"work": work, "check": check}[a.cmd](a)
+    return {"work": work, "check": check, "regions": regions}[a.cmd](a)
 
 
 if __name__ == "__main__":
