@@ -82,7 +82,7 @@ struct dmr_store {
  * Room is made ahead (dmr_map_reserve(), which sleeps): a slot below @room
  * has its @rev page, and @index has a bucket for it at most 3/4 full, so an
  * insert never allocates.  The allocator hands out no slot above @room.
- * Memory: 4 bytes a slot given out, 4 bytes a bucket; about 9 to 17 bytes a
+ * Memory: 4 bytes a slot given out, 4 bytes a bucket; about 9 to 15 bytes a
  * mapped chunk (an rhashtable's entries alone took 16, its buckets more).
  */
 #define DMR_REV_SHIFT		10
@@ -90,10 +90,14 @@ struct dmr_store {
 #define DMR_NO_CHUNK		U32_MAX		/* chunks are below U32_MAX */
 #define DMR_INDEX_MIN_BITS	10
 
+/*
+ * The buckets are an allocation of their own, of exactly a power of two
+ * bytes: with a header in front, 2^16 buckets took a 512 KiB block.
+ */
 struct dmr_index {
 	struct rcu_head rcu;
 	unsigned int bits;
-	u32 buckets[];
+	u32 *buckets;
 };
 
 struct dmr_map {
@@ -159,15 +163,33 @@ static u32 dmr_map_get(const struct dmr_map *m, u32 chunk)
 	return b;
 }
 
+static void dmr_index_free(struct dmr_index *ix)
+{
+	if (ix)
+		kvfree(ix->buckets);
+	kfree(ix);
+}
+
+static void dmr_index_free_rcu(struct rcu_head *rcu)
+{
+	dmr_index_free(container_of(rcu, struct dmr_index, rcu));
+}
+
 static struct dmr_index *dmr_index_alloc(unsigned int bits)
 {
 	unsigned int noio = memalloc_noio_save();
-	struct dmr_index *ix;
+	struct dmr_index *ix = kzalloc(sizeof(*ix), GFP_KERNEL);
 
-	ix = kvzalloc(struct_size(ix, buckets, BIT(bits)), GFP_KERNEL);
-	memalloc_noio_restore(noio);
-	if (ix)
+	if (ix) {
 		ix->bits = bits;
+		ix->buckets = kvcalloc(BIT(bits), sizeof(*ix->buckets),
+				       GFP_KERNEL);
+		if (!ix->buckets) {
+			kfree(ix);
+			ix = NULL;
+		}
+	}
+	memalloc_noio_restore(noio);
 	return ix;
 }
 
@@ -241,7 +263,7 @@ static int dmr_map_reserve(struct dmr_map *m, u32 want)
 		}
 		dmr_index_rehash(m, ix, old);
 		rcu_assign_pointer(m->index, ix);
-		kvfree_rcu(old, rcu);
+		call_rcu(&old->rcu, dmr_index_free_rcu);
 	}
 	/* Pairs with dmr_store_alloc_slots(): the room is made first. */
 	smp_store_release(&m->room, target);
@@ -301,7 +323,7 @@ static void dmr_map_destroy(struct dmr_map *m)
 	for (p = 0; m->rev && p < DIV_ROUND_UP(m->nr_slots, DMR_REV_PER_PAGE); p++)
 		kfree(m->rev[p]);
 	kvfree(m->rev);
-	kvfree(rcu_dereference_protected(m->index, true));
+	dmr_index_free(rcu_dereference_protected(m->index, true));
 	kfree(m);
 }
 
