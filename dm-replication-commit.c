@@ -557,7 +557,7 @@ static void dmr_commit_failed(struct dmr_core *core, int err)
 static void dmr_commit_done(struct dmr_core *core)
 {
 	struct dmr_commit *m = core->commit;
-	u32 nr = m->nr_plan;
+	u32 nr = m->nr_plan, *plan;
 	int r;
 
 	mutex_lock(&core->state_lock);
@@ -569,7 +569,7 @@ static void dmr_commit_done(struct dmr_core *core)
 		return;
 	}
 	spin_lock_irq(&m->lock);
-	kvfree(m->plan);
+	plan = m->plan;
 	m->plan = NULL;
 	m->nr_plan = 0;
 	m->nr_copied = 0;
@@ -578,6 +578,7 @@ static void dmr_commit_done(struct dmr_core *core)
 	m->durable = 0;
 	m->started = 0;
 	spin_unlock_irq(&m->lock);
+	kvfree(plan);		/* may be vmalloc'ed: not under the lock */
 	DMINFO("%s: failover done: %u chunks in %u ms", dmr_core_name(core), nr,
 	       jiffies_to_msecs(jiffies - m->start));
 }
