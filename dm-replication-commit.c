@@ -13,7 +13,8 @@
  *
  * Extents.  The plan is copied in order, in extents of consecutive chunks
  * that sit in consecutive slots of one store (active wins), up to 1 MiB each
- * and up to commit_depth extents at a time, with dm-kcopyd.
+ * and up to commit_depth extents at a time: a read of the extent into a
+ * buffer of the commit's, then a write of it, one bio each.
  *
  * The cursor.  A chunk number below which every chunk of the plan is in the
  * secondary device.  It is written into hidden's header after a flush of the
@@ -81,6 +82,25 @@ struct dmr_commit {
 	unsigned long start;		/* jiffies at the start */
 	struct work_struct work;	/* claims and copies extents */
 	struct work_struct cursor_work;	/* makes progress durable */
+	struct list_head buffers;	/* copy buffers not in use */
+};
+
+#define DMR_COPY_PAGES	(DMR_EXTENT_SECTORS >> (PAGE_SHIFT - SECTOR_SHIFT))
+#define DMR_COPY_ORDER	ilog2(DMR_COPY_PAGES)
+
+/*
+ * A copy buffer: an extent read into its pages, then written from them.
+ * Made when a copy finds none free, kept until the commit ends; the pages
+ * come from one block when the allocator has one (fewer, larger segments).
+ */
+struct dmr_copy {
+	struct list_head list;		/* on the free buffers */
+	struct dmr_extent *ext;		/* the extent being copied */
+	struct work_struct work;	/* writes after the read */
+	blk_status_t status;
+	struct bio bio;
+	struct bio_vec bvec[DMR_COPY_PAGES];
+	struct page *pages[DMR_COPY_PAGES];
 };
 
 /* ---------------------------------------------------------------------------
@@ -397,6 +417,140 @@ static void dmr_extent_copied(int read_err, unsigned long write_err,
 	spin_unlock_irqrestore(&m->lock, flags);
 }
 
+static void dmr_copy_free(struct dmr_copy *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < DMR_COPY_PAGES && c->pages[i]; i++)
+		__free_page(c->pages[i]);
+	kfree(c);
+}
+
+static void dmr_free_buffers(struct dmr_commit *m)
+{
+	struct dmr_copy *c, *tmp;
+	LIST_HEAD(list);
+
+	spin_lock_irq(&m->lock);
+	list_splice_init(&m->buffers, &list);
+	spin_unlock_irq(&m->lock);
+	list_for_each_entry_safe(c, tmp, &list, list)
+		dmr_copy_free(c);
+}
+
+static void dmr_copy_write(struct work_struct *w);
+
+/* A free copy buffer, or a new one; NULL when memory is short. */
+static struct dmr_copy *dmr_copy_get(struct dmr_commit *m)
+{
+	struct dmr_copy *c;
+	struct page *block;
+	unsigned int i;
+
+	spin_lock_irq(&m->lock);
+	c = list_first_entry_or_null(&m->buffers, struct dmr_copy, list);
+	if (c)
+		list_del(&c->list);
+	spin_unlock_irq(&m->lock);
+	if (c)
+		return c;
+
+	c = kzalloc(sizeof(*c), GFP_NOIO);
+	if (!c)
+		return NULL;
+	INIT_WORK(&c->work, dmr_copy_write);
+	block = alloc_pages(GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN,
+			    DMR_COPY_ORDER);
+	if (block) {
+		split_page(block, DMR_COPY_ORDER);
+		for (i = 0; i < DMR_COPY_PAGES; i++)
+			c->pages[i] = block + i;
+		return c;
+	}
+	for (i = 0; i < DMR_COPY_PAGES; i++) {
+		c->pages[i] = alloc_page(GFP_NOIO);
+		if (!c->pages[i]) {
+			dmr_copy_free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+/* Ends a copy: the buffer goes back before the extent's end is told. */
+static void dmr_copy_end(struct dmr_copy *c, int read_err,
+			 unsigned long write_err)
+{
+	struct dmr_extent *ext = c->ext;
+	struct dmr_commit *m = ext->core->commit;
+	unsigned long flags;
+
+	spin_lock_irqsave(&m->lock, flags);
+	list_add(&c->list, &m->buffers);
+	spin_unlock_irqrestore(&m->lock, flags);
+	dmr_extent_copied(read_err, write_err, ext);
+}
+
+static void dmr_copy_bio(struct dmr_copy *c, struct block_device *bdev,
+			 sector_t sector, blk_opf_t opf, bio_end_io_t *end)
+{
+	struct dmr_core *core = c->ext->core;
+	unsigned int left = dmr_extent_sectors(core, c->ext) << SECTOR_SHIFT;
+	unsigned int i, n;
+
+	bio_init(&c->bio, bdev, c->bvec, DMR_COPY_PAGES, opf);
+	c->bio.bi_iter.bi_sector = sector;
+	c->bio.bi_end_io = end;
+	c->bio.bi_private = c;
+	for (i = 0; left; i++, left -= n) {
+		n = min_t(unsigned int, left, PAGE_SIZE);
+		/* A vec each (the block layer merges adjacent pages). */
+		__bio_add_page(&c->bio, c->pages[i], n, 0);
+	}
+	submit_bio(&c->bio);
+}
+
+static void dmr_copy_written(struct bio *bio)
+{
+	struct dmr_copy *c = bio->bi_private;
+	blk_status_t status = bio->bi_status;
+
+	bio_uninit(bio);
+	dmr_copy_end(c, 0, status ? 1 : 0);
+}
+
+/* 2. The read ended: write the buffer to the secondary device. */
+static void dmr_copy_write(struct work_struct *w)
+{
+	struct dmr_copy *c = container_of(w, struct dmr_copy, work);
+	struct dmr_core *core = c->ext->core;
+
+	if (c->status) {
+		dmr_copy_end(c, 1, 0);
+		return;
+	}
+	dmr_copy_bio(c, core->secondary,
+		     (sector_t)c->ext->first << core->chunk_shift,
+		     REQ_OP_WRITE, dmr_copy_written);
+}
+
+static void dmr_copy_read(struct bio *bio)
+{
+	struct dmr_copy *c = bio->bi_private;
+
+	c->status = bio->bi_status;
+	bio_uninit(bio);
+	/* A bio may end in interrupt context: the write is issued by a worker. */
+	queue_work(c->ext->core->wq, &c->work);
+}
+
+/*
+ * Copies an extent:
+ *  1. reads it from its store into a copy buffer;
+ *  2. writes the buffer to the secondary device (dmr_copy_write());
+ *  3. gives the buffer back and tells the commit (dmr_extent_copied()).
+ * Without a buffer (memory short) dm-kcopyd copies it.
+ */
 static void dmr_copy_extent(struct dmr_core *core, struct dmr_extent *ext)
 {
 	struct dmr_store *st = dmr_source_store(core, ext->store);
@@ -411,11 +565,19 @@ static void dmr_copy_extent(struct dmr_core *core, struct dmr_extent *ext)
 		.sector = (sector_t)ext->first << core->chunk_shift,
 		.count = len,
 	};
+	struct dmr_copy *c;
 
 	spin_lock_irq(&core->commit->lock);
 	core->commit->copying++;
 	spin_unlock_irq(&core->commit->lock);
-	dm_kcopyd_copy(core->kc, &src, 1, &dst, 0, dmr_extent_copied, ext);
+	c = dmr_copy_get(core->commit);
+	if (!c) {
+		dm_kcopyd_copy(core->kc, &src, 1, &dst, 0, dmr_extent_copied,
+			       ext);
+		return;
+	}
+	c->ext = ext;
+	dmr_copy_bio(c, src.bdev, src.sector, REQ_OP_READ, dmr_copy_read);	/* 1 */
 }
 
 /* Gives back a claimed extent that never started: paused or failed. */
@@ -543,6 +705,7 @@ static void dmr_commit_failed(struct dmr_core *core, int err)
 				    core->epoch, core->cursor, 0);
 	mutex_unlock(&core->state_lock);
 
+	dmr_free_buffers(m);
 	dmr_release_waiters(core);
 	dmr_set_error(core, err);
 	dmr_raise_event(core);
@@ -579,6 +742,7 @@ static void dmr_commit_done(struct dmr_core *core)
 	m->started = 0;
 	spin_unlock_irq(&m->lock);
 	kvfree(plan);		/* may be vmalloc'ed: not under the lock */
+	dmr_free_buffers(m);
 	DMINFO("%s: failover done: %u chunks in %u ms", dmr_core_name(core), nr,
 	       jiffies_to_msecs(jiffies - m->start));
 }
@@ -687,6 +851,7 @@ int dmr_commit_init(struct dmr_core *core)
 	init_waitqueue_head(&m->idle);
 	INIT_WORK(&m->work, dmr_commit_work);
 	INIT_WORK(&m->cursor_work, dmr_cursor_work);
+	INIT_LIST_HEAD(&m->buffers);
 	m->depth = DMR_COMMIT_DEPTH_DEFAULT;
 	m->paused = true;
 	m->durable = core->cursor;
@@ -732,6 +897,7 @@ void dmr_commit_exit(struct dmr_core *core)
 		dmr_unclaim_blocked(m);
 	list_splice_init(&m->extents, &list);
 	dmr_free_extents(&list);
+	dmr_free_buffers(m);
 	kvfree(m->plan);
 	core->commit = NULL;
 	kfree(m);
