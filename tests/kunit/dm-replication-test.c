@@ -9,7 +9,9 @@
 #include <linux/crc32c.h>
 #include <linux/kernel.h>
 #include <linux/llist.h>
+#include <linux/prandom.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 
 #include "dm-replication.h"
 #include "dm-replication-commit.h"
@@ -1043,6 +1045,50 @@ static void plan_sorts_dedups_and_skips_merged(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, n, 0U);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	u32 x = *(const u32 *)a, y = *(const u32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The radix sort against sort(), on sizes and value ranges of every kind. */
+static void sort_unique_matches_sort(struct kunit *test)
+{
+	static const u32 sizes[] = { 1, 2, 3, 255, 256, 257, 4096, 70000 };
+	static const u32 ranges[] = { 1, 7, 256, 65536, 1U << 24, U32_MAX };
+	u32 *v, *ref, i, j, k, n, n_ref, mask;
+	struct rnd_state rnd;
+
+	prandom_seed_state(&rnd, 15);
+	v = kunit_kmalloc_array(test, 70000, sizeof(*v), GFP_KERNEL);
+	ref = kunit_kmalloc_array(test, 70000, sizeof(*ref), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, v);
+	KUNIT_ASSERT_NOT_NULL(test, ref);
+	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+		for (j = 0; j < ARRAY_SIZE(ranges); j++) {
+			n = sizes[i];
+			mask = ranges[j];
+			for (k = 0; k < n; k++)
+				v[k] = prandom_u32_state(&rnd) % ((u64)mask + 1);
+			/* Runs already in order, as sequential fills give. */
+			if (j & 1)
+				for (k = 0; k < n / 2; k++)
+					v[k] = k & mask;
+			memcpy(ref, v, n * sizeof(*v));
+			sort(ref, n, sizeof(*ref), cmp_u32, NULL);
+			for (k = 0, n_ref = 0; k < n; k++)
+				if (!n_ref || ref[n_ref - 1] != ref[k])
+					ref[n_ref++] = ref[k];
+			KUNIT_ASSERT_EQ_MSG(test, dmr_sort_unique(v, n), n_ref,
+					    "%u values up to %u", n, mask);
+			KUNIT_ASSERT_EQ_MSG(test, memcmp(v, ref, n_ref * sizeof(*v)), 0,
+					    "%u values up to %u", n, mask);
+		}
+	}
+	KUNIT_EXPECT_EQ(test, dmr_sort_unique(v, 0), 0U);
+}
+
 /* A fake pair of stores: the source of chunk c is table[c], 0 for none. */
 struct fake_source {
 	enum dmr_role store[32];
@@ -1620,6 +1666,7 @@ static struct kunit_case dmr_state_cases[] = {
 
 static struct kunit_case dmr_commit_cases[] = {
 	KUNIT_CASE(plan_sorts_dedups_and_skips_merged),
+	KUNIT_CASE(sort_unique_matches_sort),
 	KUNIT_CASE(plan_extents_follow_slots_and_stores),
 	KUNIT_CASE(routes_of_reads),
 	KUNIT_CASE(routes_of_writes),
