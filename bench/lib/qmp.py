@@ -35,10 +35,14 @@ class QMP:
             if not line:
                 raise QMPError("%s: QMP connection closed" % _name)
             r = json.loads(line)
-            if "event" in r:
+            if "event" in r or "QMP" in r:
+                # An event, or a greeting: stop 24's bench once got a reply
+                # to qmp_capabilities without "return" (not kept).
                 continue
             if "error" in r:
                 raise QMPError("%s: %s" % (_name, r["error"]["desc"]))
+            if "return" not in r:
+                raise QMPError("%s: unexpected reply %r" % (_name, r))
             return r["return"]
 
     def close(self):
