@@ -696,6 +696,8 @@ static void dmr_commit_failed(struct dmr_core *core, int err)
 	struct dmr_commit *m = core->commit;
 	int r;
 
+	/* The error first: a status that shows the state shows it too. */
+	dmr_set_error(core, err);
 	mutex_lock(&core->state_lock);
 	spin_lock_irq(&m->lock);
 	dmr_core_set_state(core, DMR_STATE_FAILOVER_FAILED);
@@ -707,7 +709,6 @@ static void dmr_commit_failed(struct dmr_core *core, int err)
 
 	dmr_free_buffers(m);
 	dmr_release_waiters(core);
-	dmr_set_error(core, err);
 	dmr_raise_event(core);
 	DMERR("%s: failover failed: error %d at chunk %llu; send failover to retry",
 	      dmr_core_name(core), err, (unsigned long long)m->durable);
