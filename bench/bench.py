@@ -710,14 +710,14 @@ def failover_bench():
         for cls in (Ours, Qemu):
             p = cls(d)
             try:
-                failover_one(res, p, total, half, reader=False)
+                failover_one(res, p, total, half, with_reader=False)
             finally:
                 p.close()
     return res
 
 
-def failover_one(res, p, total, half, depth=None, reader=True):
-    wl = "commit %d MiB" % (total // MiB) + ("" if reader else ", no reader")
+def failover_one(res, p, total, half, depth=None, with_reader=True):
+    wl = "commit %d MiB" % (total // MiB) + ("" if with_reader else ", no reader")
     name = p.name if depth is None else "%s-depth%d" % (p.name, depth)
     p.reset()
     # Half the dirty data in active (top writes), half in hidden (port
@@ -726,7 +726,8 @@ def failover_one(res, p, total, half, depth=None, reader=True):
     fill(p.port, half, total // 2)
     # The reader reads chunks of all three kinds: in active, in hidden, in
     # neither.
-    if reader:
+    reader = None
+    if with_reader:
         reader = fio(p.top, "randread", 4096, 1, half + total // 2,
                      runtime=3600, background=True)
         time.sleep(2)
@@ -758,7 +759,7 @@ def failover_one(res, p, total, half, depth=None, reader=True):
             time.sleep(0.005)
     secs = time.perf_counter() - t0
     res.add("5", "virtio", wl, name, "mibs", "MiB/s", total / MiB / secs)
-    if not reader:
+    if not with_reader:
         return
     r = fio_stop(reader, "randread")
     for m in ("p50", "p99", "max"):

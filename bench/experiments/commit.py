@@ -5,7 +5,8 @@ active, half hidden) committed by ours under each variant (the module,
 build/exp/KO.ko; commit_depth; dm-kcopyd's sub-job size in KiB:
 KO:DEPTH:KIB), with QEMU's failover and dd beside them;
 rounds in rotated order, no reader.  Prints "RESULT round=R variant=V
-mibs=X" lines."""
+mibs=X" lines, with "kernel=Nms" (the kernel's "failover done ... in N ms")
+for ours."""
 import os
 import subprocess
 import sys
