@@ -495,19 +495,13 @@ static void dmr_copy_bio(struct dmr_copy *c, struct block_device *bdev,
 			 sector_t sector, blk_opf_t opf, bio_end_io_t *end)
 {
 	struct dmr_core *core = c->ext->core;
-	unsigned int left = dmr_extent_sectors(core, c->ext) << SECTOR_SHIFT;
-	unsigned int i, n;
 
 	bio_init(&c->bio, bdev, c->bvec, DMR_COPY_PAGES, opf);
 	c->bio.bi_iter.bi_sector = sector;
 	c->bio.bi_end_io = end;
 	c->bio.bi_private = c;
-	for (i = 0; left; i++, left -= n) {
-		n = min_t(unsigned int, left, PAGE_SIZE);
-		/* A vec each (the block layer merges adjacent pages). */
-		__bio_add_page(&c->bio, c->pages[i], n, 0);
-	}
-	submit_bio(&c->bio);
+	dmr_submit_pages(&c->bio, c->pages,
+			 dmr_extent_sectors(core, c->ext) << SECTOR_SHIFT);
 }
 
 static void dmr_copy_written(struct bio *bio)

@@ -286,6 +286,24 @@ void dmr_defer_bios(struct dmr_core *core, struct bio_list *bios)
 }
 
 /**
+ * dmr_submit_pages() - fill a copy's bio with its pages and submit it
+ * @bio: the bio, set up by bio_init() with a vec for each page
+ * @pages: the pages
+ * @bytes: how many bytes, from the start of the first page
+ */
+void dmr_submit_pages(struct bio *bio, struct page **pages, unsigned int bytes)
+{
+	unsigned int i, n;
+
+	for (i = 0; bytes; i++, bytes -= n) {
+		n = min_t(unsigned int, bytes, PAGE_SIZE);
+		/* A vec each (the block layer merges adjacent pages). */
+		__bio_add_page(bio, pages[i], n, 0);
+	}
+	submit_bio(bio);
+}
+
+/**
  * dmr_bucket() - the lock bucket of a chunk
  * @core: the session's loaded state
  * @chunk: the chunk

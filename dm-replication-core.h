@@ -208,6 +208,14 @@ void dmr_thaw(struct dmr_core *core);
 /* Has defer_work map @bios (counted in flight or not) again; empties it. */
 void dmr_defer_bios(struct dmr_core *core, struct bio_list *bios);
 
+/* ---- copies: bios of the target's own -------------------------------------------- */
+
+/*
+ * Adds @bytes of @pages to @bio (set up by bio_init(), with a vec for each
+ * page), a vec a page, and submits it.
+ */
+void dmr_submit_pages(struct bio *bio, struct page **pages, unsigned int bytes);
+
 /* ---- chunk cells --------------------------------------------------------------------- */
 
 struct dmr_bucket *dmr_bucket(struct dmr_core *core, u32 chunk);

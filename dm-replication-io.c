@@ -368,17 +368,11 @@ static void dmr_xcopy_endio(struct bio *bio)
 static void dmr_xcopy_submit(struct dmr_xcopy *x, struct block_device *bdev,
 			     sector_t sector, blk_opf_t opf)
 {
-	unsigned int left = x->bytes, i, n;
-
 	bio_init(&x->bio, bdev, x->bvec, DMR_XCOPY_PAGES, opf);
 	x->bio.bi_iter.bi_sector = sector;
 	x->bio.bi_end_io = dmr_xcopy_endio;
 	x->bio.bi_private = x;
-	for (i = 0; left; i++, left -= n) {
-		n = min_t(unsigned int, left, PAGE_SIZE);
-		__bio_add_page(&x->bio, x->pages[i], n, 0);
-	}
-	submit_bio(&x->bio);
+	dmr_submit_pages(&x->bio, x->pages, x->bytes);
 }
 
 /*
