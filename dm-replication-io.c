@@ -270,8 +270,9 @@ static void dmr_cbw_copied(int read_err, unsigned long write_err,
  * into hidden that succeeds is told at once, from its write's end.
  *
  * Only a lone copy goes this way: while one is in flight, the next go to
- * dm-kcopyd, as do copies larger than DMR_XCOPY_PAGES pages and those that
- * find no memory without waiting.  dm-kcopyd passes every copy three times
+ * dm-kcopyd (two that start at once on two CPUs may both go this way: the
+ * limit is a hint, not a rule), as do copies larger than DMR_XCOPY_PAGES
+ * pages and those that find no memory without waiting.  dm-kcopyd passes every copy three times
  * through its one worker, which costs a lone copy (a first touch at queue
  * depth 1: 10-20 % of its time), but with every copy our own, 4 KiB first
  * touches at queue depth 32 were up to a third slower (bench/README.md;
@@ -279,7 +280,7 @@ static void dmr_cbw_copied(int read_err, unsigned long write_err,
  * records share a persist).
  */
 #define DMR_XCOPY_PAGES		16
-#define DMR_XCOPY_MAX		1	/* own copies in flight at most */
+#define DMR_XCOPY_MAX		1	/* own copies in flight (loosely) */
 
 struct dmr_xcopy {
 	struct dmr_core *core;
