@@ -133,7 +133,7 @@ struct dmr_core {
 	struct llist_head copies_read;
 	struct llist_head copies_written;
 	struct work_struct copy_work;
-	atomic_t copies;		/* own copies in flight */
+	atomic_t copies;		/* data path copies in flight */
 
 	char name[16];			/* the top's major:minor, for the log */
 

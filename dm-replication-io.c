@@ -217,6 +217,7 @@ static void dmr_copy_up_done(int read_err, unsigned long write_err,
 	struct bio *bio = job->bio;
 	int r;
 
+	atomic_dec(&core->copies);
 	if (read_err || write_err) {
 		dmr_job_fail(job, -EIO);
 		return;
@@ -246,6 +247,7 @@ static void dmr_cbw_copied(int read_err, unsigned long write_err,
 	struct dmr_core *core = job->core;
 	struct bio *bio = job->bio;
 
+	atomic_dec(&core->copies);
 	if (read_err || write_err) {
 		dmr_set_error(core, -EIO);
 		dmr_run_abandon(job);
@@ -269,18 +271,17 @@ static void dmr_cbw_copied(int read_err, unsigned long write_err,
  * which then tells the owners of the copies whose writes have ended.  A copy
  * into hidden that succeeds is told at once, from its write's end.
  *
- * Only a lone copy goes this way: while one is in flight, the next go to
- * dm-kcopyd (two that start at once on two CPUs may both go this way: the
- * limit is a hint, not a rule), as do copies larger than DMR_XCOPY_PAGES
- * pages and those that find no memory without waiting.  dm-kcopyd passes every copy three times
- * through its one worker, which costs a lone copy (a first touch at queue
- * depth 1: 10-20 % of its time), but with every copy our own, 4 KiB first
- * touches at queue depth 32 were up to a third slower (bench/README.md;
- * not traced: its worker ends many copies together, which may let more
- * records share a persist).
+ * Only a lone copy goes this way: while another copy is in flight (ours or
+ * dm-kcopyd's: core->copies counts both), it goes to dm-kcopyd, as do copies
+ * larger than DMR_XCOPY_PAGES pages and those that find no memory without
+ * waiting.  dm-kcopyd passes every copy three times through its one worker,
+ * which costs a lone copy (a first touch at queue depth 1: 6-20 % of its
+ * time), but with every copy our own, 4 KiB first touches at queue depth 32
+ * were up to a third slower (bench/README.md; not traced: its worker ends
+ * many copies together, which may let more records share a persist).
  */
 #define DMR_XCOPY_PAGES		16
-#define DMR_XCOPY_MAX		1	/* own copies in flight (loosely) */
+#define DMR_XCOPY_MAX		1	/* copies in flight, own or dm-kcopyd's */
 
 struct dmr_xcopy {
 	struct dmr_core *core;
@@ -339,7 +340,6 @@ static void dmr_xcopy_end(struct dmr_xcopy *x)
 	int read_err = x->read_err;
 	void *context = x->context;
 
-	atomic_dec(&x->core->copies);
 	dmr_xcopy_free(x);
 	fn(read_err, write_err, context);
 }
@@ -433,7 +433,8 @@ static void dmr_copy(struct dmr_core *core, struct dmr_job *job,
 	src.count = len;
 	dst.count = len;
 	x = NULL;
-	if (atomic_read(&core->copies) < DMR_XCOPY_MAX)
+	/* Both ways, @fn ends the count: dmr_copy_up_done(), dmr_cbw_copied(). */
+	if (atomic_inc_return(&core->copies) <= DMR_XCOPY_MAX)
 		x = dmr_xcopy_alloc(len << SECTOR_SHIFT);
 	if (!x) {
 		dm_kcopyd_copy(core->kc, &src, 1, &dst, 0, fn, job);
@@ -445,7 +446,6 @@ static void dmr_copy(struct dmr_core *core, struct dmr_job *job,
 	x->end_in_irq = end_in_irq;
 	x->to_bdev = dst.bdev;
 	x->to = dst.sector;
-	atomic_inc(&core->copies);
 	dmr_xcopy_submit(x, src.bdev, src.sector, REQ_OP_READ | REQ_SYNC);	/* 1 */
 }
 
