@@ -716,8 +716,6 @@ static struct dmr_core *dmr_core_alloc(const struct dmr_core_args *a)
 	bio_list_init(&core->frozen_bios);
 	bio_list_init(&core->persist_waiters);
 	init_llist_head(&core->done_jobs);
-	init_llist_head(&core->copies_read);
-	init_llist_head(&core->copies_written);
 	INIT_WORK(&core->persist_work, dmr_persist_work);
 	INIT_WORK(&core->active_header_work, dmr_active_header_work);
 	INIT_WORK(&core->event_work, dmr_event_work);

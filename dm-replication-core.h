@@ -129,10 +129,6 @@ struct dmr_core {
 	struct work_struct hidden_persist_work;
 	struct llist_head done_jobs;
 	struct work_struct done_work;
-	/* Copies whose read (or whose write) has ended, for copy_work. */
-	struct llist_head copies_read;
-	struct llist_head copies_written;
-	struct work_struct copy_work;
 	atomic_t copies;		/* data path copies in flight */
 
 	char name[16];			/* the top's major:minor, for the log */

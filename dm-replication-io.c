@@ -266,10 +266,10 @@ static void dmr_cbw_copied(int read_err, unsigned long write_err,
 
 /*
  * A copy of the data path reads into pages of its own and writes them, with
- * bios of its own.  The read is issued at once; the writes of the copies
- * whose reads have ended are issued together by copy_work, under one plug,
- * which then tells the owners of the copies whose writes have ended.  A copy
- * into hidden that succeeds is told at once, from its write's end.
+ * bios of its own.  The read is issued at once; its end queues the copy's
+ * work, which issues the write; the write's end queues it again, and it
+ * tells the copy's owner.  A copy into hidden that succeeds is told at
+ * once, from its write's end.
  *
  * Only a lone copy goes this way: while another copy is in flight (ours or
  * dm-kcopyd's: core->copies counts both), it goes to dm-kcopyd, as do copies
@@ -294,7 +294,7 @@ struct dmr_xcopy {
 	struct block_device *to_bdev;
 	sector_t to;
 	unsigned int bytes;
-	struct llist_node node;		/* on core->copies_read or _written */
+	struct work_struct work;	/* dmr_xcopy_work() */
 	struct bio bio;
 	struct bio_vec bvec[DMR_XCOPY_PAGES];
 	struct page *pages[DMR_XCOPY_PAGES];
@@ -347,7 +347,6 @@ static void dmr_xcopy_end(struct dmr_xcopy *x)
 static void dmr_xcopy_endio(struct bio *bio)
 {
 	struct dmr_xcopy *x = bio->bi_private;
-	struct dmr_core *core = x->core;
 
 	if (bio->bi_status) {
 		if (x->writing)
@@ -360,10 +359,8 @@ static void dmr_xcopy_endio(struct bio *bio)
 		dmr_xcopy_end(x);
 		return;
 	}
-	/* A bio may end in interrupt context: copy_work goes on. */
-	llist_add(&x->node, x->writing ? &core->copies_written :
-					 &core->copies_read);
-	queue_work(core->wq, &core->copy_work);
+	/* A bio may end in interrupt context: the copy's work goes on. */
+	queue_work(x->core->wq, &x->work);
 }
 
 static void dmr_xcopy_submit(struct dmr_xcopy *x, struct block_device *bdev,
@@ -376,38 +373,23 @@ static void dmr_xcopy_submit(struct dmr_xcopy *x, struct block_device *bdev,
 	dmr_submit_pages(&x->bio, x->pages, x->bytes);
 }
 
-/*
- * 2. Writes the copies whose reads have ended (a failed read ends its copy);
- * 3. ends the copies whose writes have ended, some of them perhaps just now.
- */
-static void dmr_copy_work(struct work_struct *w)
+/* 2. Writes the copy whose read has ended (a failed read ends it); 3. ends it. */
+static void dmr_xcopy_work(struct work_struct *w)
 {
-	struct dmr_core *core = container_of(w, struct dmr_core, copy_work);
-	struct dmr_xcopy *x, *tmp;
-	struct llist_node *list;
-	struct blk_plug plug;
+	struct dmr_xcopy *x = container_of(w, struct dmr_xcopy, work);
 
-	list = llist_reverse_order(llist_del_all(&core->copies_read));
-	blk_start_plug(&plug);
-	llist_for_each_entry_safe(x, tmp, list, node) {
-		if (x->read_err) {
-			dmr_xcopy_end(x);
-			continue;
-		}
-		x->writing = true;
-		dmr_xcopy_submit(x, x->to_bdev, x->to, REQ_OP_WRITE | REQ_SYNC);
-	}
-	blk_finish_plug(&plug);
-
-	list = llist_reverse_order(llist_del_all(&core->copies_written));
-	llist_for_each_entry_safe(x, tmp, list, node)
+	if (x->writing || x->read_err) {
 		dmr_xcopy_end(x);
+		return;
+	}
+	x->writing = true;
+	dmr_xcopy_submit(x, x->to_bdev, x->to, REQ_OP_WRITE | REQ_SYNC);
 }
 
 /*
  * Copies @job's chunk, or its run's chunks, into the job's slots:
  *  1. reads them from @from_bdev;
- *  2. writes them to the slots, and 3. calls @fn (dmr_copy_work()).
+ *  2. writes them to the slots, and 3. calls @fn (dmr_xcopy_work()).
  * @fn is called in process context, as dm-kcopyd calls it, unless
  * @end_in_irq: then a copy that succeeds may call it from its write's end.
  */
@@ -446,6 +428,7 @@ static void dmr_copy(struct dmr_core *core, struct dmr_job *job,
 	x->end_in_irq = end_in_irq;
 	x->to_bdev = dst.bdev;
 	x->to = dst.sector;
+	INIT_WORK(&x->work, dmr_xcopy_work);
 	dmr_xcopy_submit(x, src.bdev, src.sector, REQ_OP_READ | REQ_SYNC);	/* 1 */
 }
 
@@ -1276,7 +1259,6 @@ struct dmr_core *dmr_io_load(const struct dmr_core_args *a, char **error)
 	INIT_WORK(&core->defer_work, dmr_defer_work);
 	INIT_WORK(&core->hidden_persist_work, dmr_hidden_persist_work);
 	INIT_WORK(&core->done_work, dmr_done_work);
-	INIT_WORK(&core->copy_work, dmr_copy_work);
 	r = dmr_commit_init(core);
 	if (r) {
 		*error = "Cannot plan the failover's commit";
