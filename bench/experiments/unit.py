@@ -20,19 +20,7 @@ import bench  # noqa: E402
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 
 
-class Ours64Nbd(bench.OursNbd):
-    """ours-nbd with 64 KiB chunks: QEMU's copy unit (below)."""
-    name = "ours64-nbd"
-
-    def __init__(self, d):
-        saved, bench.CHUNK = bench.CHUNK, 65536
-        try:
-            super().__init__(d)
-        finally:
-            bench.CHUNK = saved
-
-
-PEERS = [bench.Qemu, bench.OursNbd, Ours64Nbd]
+PEERS = [bench.Qemu, bench.OursNbd, bench.Ours64Nbd]
 
 
 def stat(dev):
