@@ -48,7 +48,7 @@ store, SPARE = thin metadata):
 | ours | dm-replication, 4 KiB chunks: top and port devices |
 | raw-nbd | SEC through qemu-nbd (fio's nbd engine) |
 | ours-nbd | top and port through qemu-nbd (fio's nbd engine) |
-| ours64-nbd | ours-nbd with 64 KiB chunks, figure 3 only: QEMU's copy unit (its backup job copies at least 64 KiB on a port first touch, whatever its qcow2 cluster; bench/README.md) |
+| ours64-nbd | ours-nbd with 64 KiB chunks, figure 3 only: QEMU's copy unit (its backup job copies at least 64 KiB on a port first touch: in QEMU 7.2 the larger of 64 KiB and its qcow2 cluster; bench/README.md) |
 | qemu | QEMU's replication driver (`qemu-system-x86_64 -M none`, QMP): qcow2 active and hidden ({cluster} clusters) on ACT and HID over SEC; its top node and SEC node exported by its NBD server (fio's nbd engine) |
 
 "First touch" runs right after a reset: a checkpoint for ours and qemu, a
