@@ -77,7 +77,10 @@ struct dmr_store {
  * under RCU against an insert (which publishes its bucket with release
  * semantics after the slot's @rev entry) and against a growth (which
  * publishes a new index and frees the old one after a grace period).
- * Inserts, growth and the durable bit are serialised by @lock.
+ * Inserts, the durable bit and the switch to a grown index are serialised
+ * by @lock, a spinlock: a write's end maps its chunk without sleeping
+ * (dmr_io_end_io()).  Growths are serialised by @grow_lock; a growth
+ * allocates outside @lock and rehashes under it.
  *
  * Room is made ahead (dmr_map_reserve(), which sleeps): a slot below @room
  * has its @rev page, and @index has a bucket for it at most 3/4 full, so an
@@ -107,7 +110,8 @@ struct dmr_map {
 	u32 slot_bits;
 	u32 tag_mask;			/* the tag's bits in a bucket */
 	u32 room;			/* see above */
-	struct mutex lock;
+	spinlock_t lock;		/* inserts, durable bits, index switch */
+	struct mutex grow_lock;		/* dmr_map_reserve() */
 	struct work_struct free_work;
 };
 
@@ -228,7 +232,7 @@ static int dmr_map_reserve(struct dmr_map *m, u32 want)
 	u32 target, p, *page;
 	int r = 0;
 
-	mutex_lock(&m->lock);
+	mutex_lock(&m->grow_lock);
 	if (want <= m->room)
 		goto out;
 	/* A margin of an eighth, and at least a page: fewer growths. */
@@ -253,7 +257,9 @@ static int dmr_map_reserve(struct dmr_map *m, u32 want)
 	if (r)
 		goto out;
 
-	old = rcu_dereference_protected(m->index, lockdep_is_held(&m->lock));
+	/* Only a growth switches the index: @grow_lock keeps it. */
+	old = rcu_dereference_protected(m->index,
+					lockdep_is_held(&m->grow_lock));
 	bits = dmr_index_bits_for(target);
 	if (bits > old->bits) {
 		ix = dmr_index_alloc(bits);
@@ -261,14 +267,16 @@ static int dmr_map_reserve(struct dmr_map *m, u32 want)
 			r = -ENOMEM;
 			goto out;
 		}
+		spin_lock(&m->lock);
 		dmr_index_rehash(m, ix, old);
 		rcu_assign_pointer(m->index, ix);
+		spin_unlock(&m->lock);
 		call_rcu(&old->rcu, dmr_index_free_rcu);
 	}
 	/* Pairs with dmr_store_alloc_slots(): the room is made first. */
 	smp_store_release(&m->room, target);
 out:
-	mutex_unlock(&m->lock);
+	mutex_unlock(&m->grow_lock);
 	return r;
 }
 
@@ -281,7 +289,7 @@ static int dmr_map_insert(struct dmr_map *m, u32 chunk, u32 slot, bool durable)
 	u32 *b, val;
 	int r = 0;
 
-	mutex_lock(&m->lock);
+	spin_lock(&m->lock);
 	if (slot >= m->room) {
 		r = -ENOMEM;
 		goto out;
@@ -300,7 +308,7 @@ static int dmr_map_insert(struct dmr_map *m, u32 chunk, u32 slot, bool durable)
 	/* The slot's @rev entry before its bucket: see dmr_index_find(). */
 	smp_store_release(b, val);
 out:
-	mutex_unlock(&m->lock);
+	spin_unlock(&m->lock);
 	return r;
 }
 
@@ -343,7 +351,8 @@ static struct dmr_map *dmr_map_create(u32 nr_slots)
 	/* slot + 1 <= nr_slots fits; what is left below the top bit: tag. */
 	m->slot_bits = fls(nr_slots);
 	m->tag_mask = m->slot_bits < 31 ? GENMASK(30, m->slot_bits) : 0;
-	mutex_init(&m->lock);
+	spin_lock_init(&m->lock);
+	mutex_init(&m->grow_lock);
 	INIT_WORK(&m->free_work, dmr_map_free_work);
 	m->rev = kvcalloc(max_t(u32, DIV_ROUND_UP(nr_slots, DMR_REV_PER_PAGE), 1),
 			  sizeof(*m->rev), GFP_KERNEL);
@@ -592,7 +601,7 @@ bool dmr_store_lookup_durable(struct dmr_store *st, u32 chunk)
  *	  room made for it)
  * @durable: the mapping's record is committed already
  *
- * Sleeps (a mutex); never allocates.
+ * Process context (a spinlock, not irq-safe); never sleeps or allocates.
  *
  * Return: 0, -EEXIST when the chunk is mapped already, or -ENOMEM when the
  * slot has no room in the map.
@@ -1117,11 +1126,11 @@ struct llist_node *dmr_store_commit(struct dmr_store *st, int *err)
 	if (r)
 		goto out;
 	/* 5, under the lock: a checkpoint may not switch the map first. */
-	mutex_lock(&st->map->lock);
+	spin_lock(&st->map->lock);
 	llist_for_each_entry(p, list, node)
 		if (p->mapped)
 			dmr_map_set_durable(st->map, p->chunk);
-	mutex_unlock(&st->map->lock);
+	spin_unlock(&st->map->lock);
 out:
 	if (r)
 		WRITE_ONCE(st->failed, true);
