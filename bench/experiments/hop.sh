@@ -1,7 +1,8 @@
 #!/bin/bash
 # timeout: 1800
-# The done_work hop of a whole-chunk first touch on brd: base.ko (HEAD)
-# against hop.ko (hop.patch: measuring only, unsafe), six rounds in rotated
+# The done_work hop of a whole-chunk first touch on brd: base.ko against
+# hop.ko (stop 26: hop.patch, measuring only, unsafe; stop 27: the commit
+# that maps in the bio's end safely), six rounds in rotated
 # order; top 4 KiB first touch QD1 (32 MiB) and with fsync=1 (8 MiB).
 # Run with DMR_NO_BUILD=1 (the guest loads its own modules).
 set -u
