@@ -269,7 +269,9 @@ static void dmr_cbw_copied(int read_err, unsigned long write_err,
  * bios of its own.  The read is issued at once; its end queues the copy's
  * work, which issues the write; the write's end queues it again, and it
  * tells the copy's owner.  A copy into hidden that succeeds is told at
- * once, from its write's end.
+ * once, from its write's end.  A bio that ends in process context (a RAM
+ * disk ends its bios in their submitter's) takes the copy's next step
+ * itself, with no hop through the work.
  *
  * Only a lone copy goes this way: while another copy is in flight (ours or
  * dm-kcopyd's: core->copies counts both), it goes to dm-kcopyd, as do copies
@@ -344,6 +346,23 @@ static void dmr_xcopy_end(struct dmr_xcopy *x)
 	fn(read_err, write_err, context);
 }
 
+static void dmr_xcopy_submit(struct dmr_xcopy *x, struct block_device *bdev,
+			     sector_t sector, blk_opf_t opf);
+
+/*
+ * In process context, after a bio of the copy: 2. writes the copy whose
+ * read has ended (a failed read ends it); 3. ends it.
+ */
+static void dmr_xcopy_step(struct dmr_xcopy *x)
+{
+	if (x->writing || x->read_err) {
+		dmr_xcopy_end(x);
+		return;
+	}
+	x->writing = true;
+	dmr_xcopy_submit(x, x->to_bdev, x->to, REQ_OP_WRITE | REQ_SYNC);
+}
+
 static void dmr_xcopy_endio(struct bio *bio)
 {
 	struct dmr_xcopy *x = bio->bi_private;
@@ -355,11 +374,15 @@ static void dmr_xcopy_endio(struct bio *bio)
 			x->read_err = 1;
 	}
 	bio_uninit(bio);
+	if (in_task()) {
+		dmr_xcopy_step(x);
+		return;
+	}
 	if (x->writing && !x->write_err && x->end_in_irq) {
 		dmr_xcopy_end(x);
 		return;
 	}
-	/* A bio may end in interrupt context: the copy's work goes on. */
+	/* In interrupt context: the copy's work goes on. */
 	queue_work(x->core->wq, &x->work);
 }
 
@@ -373,25 +396,19 @@ static void dmr_xcopy_submit(struct dmr_xcopy *x, struct block_device *bdev,
 	dmr_submit_pages(&x->bio, x->pages, x->bytes);
 }
 
-/* 2. Writes the copy whose read has ended (a failed read ends it); 3. ends it. */
 static void dmr_xcopy_work(struct work_struct *w)
 {
-	struct dmr_xcopy *x = container_of(w, struct dmr_xcopy, work);
-
-	if (x->writing || x->read_err) {
-		dmr_xcopy_end(x);
-		return;
-	}
-	x->writing = true;
-	dmr_xcopy_submit(x, x->to_bdev, x->to, REQ_OP_WRITE | REQ_SYNC);
+	dmr_xcopy_step(container_of(w, struct dmr_xcopy, work));
 }
 
 /*
  * Copies @job's chunk, or its run's chunks, into the job's slots:
  *  1. reads them from @from_bdev;
- *  2. writes them to the slots, and 3. calls @fn (dmr_xcopy_work()).
- * @fn is called in process context, as dm-kcopyd calls it, unless
- * @end_in_irq: then a copy that succeeds may call it from its write's end.
+ *  2. writes them to the slots, and 3. calls @fn (dmr_xcopy_step()).
+ * @fn is called in process context, as dm-kcopyd calls it, maybe from the
+ * end of the copy's write there (so the caller holds no lock that @fn or a
+ * bio's end takes), unless @end_in_irq: then a copy that succeeds may call
+ * it from its write's end in any context.
  */
 static void dmr_copy(struct dmr_core *core, struct dmr_job *job,
 		     struct block_device *from_bdev, sector_t from,
