@@ -8,31 +8,16 @@
 # QD32 (32 MiB).  top.ko: the same for top copy-ups only (not the port's).
 # Run with DMR_NO_BUILD=1 (the guest loads its own modules).
 set -u
-EXP=$REPO/build/exp
-cd /
-rmmod dm_replication 2>/dev/null
-# shellcheck disable=SC2046 # one word per module
-modprobe -a $(modinfo -F depends "$EXP/base.ko" | tr "," " ")
-modprobe brd rd_nr=3 rd_size=$((192 * 1024)) || exit 1
-BS=$(blockdev --getsz /dev/ram0)
-for d in /dev/ram0 /dev/ram1 /dev/ram2; do
-	dd if=/dev/zero of=$d bs=4M oflag=direct status=none
-done
+# shellcheck source=bench/experiments/brd.sh
+. "$REPO/bench/experiments/brd.sh"
 VARIANTS=(base hop top)
-fj() { # dev qd size offset
-	fio --output-format=terse --terse-version=3 --name=r --filename="$1" \
-	  --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth="$2" \
-	  --size="$3" --offset="$4" --randrepeat=0 | cut -d';' -f49
-}
 mk() { # variant chunk-sectors
 	insmod "$EXP/$1.ko" || { echo "not ok - insmod $1"; exit 1; }
-	dd if=/dev/zero of=/dev/ram1 bs=4k count=1 oflag=direct status=none
-	dd if=/dev/zero of=/dev/ram2 bs=4k count=1 oflag=direct status=none
+	blank_stores
 	dmsetup create top --table "0 $BS replication secondary /dev/ram0 /dev/ram1 /dev/ram2 $2" || exit 1
 	dmsetup create port --table "0 $BS replication port /dev/ram0" || exit 1
 }
 rm_() { dmsetup remove port; dmsetup remove top; rmmod dm_replication; }
-rot() { local n=$1; shift; local l=("$@"); local k=$((n % ${#l[@]})); echo "${l[@]:k}" "${l[@]:0:k}"; }
 for round in 1 2 3 4 5 6; do
 	for v in $(rot "$round" "${VARIANTS[@]}"); do
 		mk "$v" 8
