@@ -269,13 +269,11 @@ static void dmr_cbw_copied(int read_err, unsigned long write_err,
  * bios of its own.  The read is issued at once; its end queues the copy's
  * work, which issues the write; the write's end queues it again, and it
  * tells the copy's owner.  A copy into hidden that succeeds is told at
- * once, from its write's end.  A top copy-up's bio that ends in process
- * context (a RAM disk ends its bios in their submitter's) takes the copy's
- * next step itself, with no hop through the work: 10 % more copy-ups on brd
- * at QD1 and QD32.  A port copy keeps the hop after its read: without it,
- * port first touches at QD32 on brd were a quarter slower
- * (bench/experiments/copyhop.sh; not traced: fewer records may share a
- * persist of hidden).
+ * once, from its write's end.  The work also issues the write when the read
+ * ends in process context: issuing a bio may sleep, and a bio's end is not
+ * known to be a context that may (a top copy-up without these hops was 10 %
+ * faster on brd, a port first touch at QD32 a quarter slower:
+ * bench/experiments/copyhop.sh).
  *
  * Only a lone copy goes this way: while another copy is in flight (ours or
  * dm-kcopyd's: core->copies counts both), it goes to dm-kcopyd, as do copies
@@ -350,23 +348,6 @@ static void dmr_xcopy_end(struct dmr_xcopy *x)
 	fn(read_err, write_err, context);
 }
 
-static void dmr_xcopy_submit(struct dmr_xcopy *x, struct block_device *bdev,
-			     sector_t sector, blk_opf_t opf);
-
-/*
- * In process context, after a bio of the copy: 2. writes the copy whose
- * read has ended (a failed read ends it); 3. ends it.
- */
-static void dmr_xcopy_step(struct dmr_xcopy *x)
-{
-	if (x->writing || x->read_err) {
-		dmr_xcopy_end(x);
-		return;
-	}
-	x->writing = true;
-	dmr_xcopy_submit(x, x->to_bdev, x->to, REQ_OP_WRITE | REQ_SYNC);
-}
-
 static void dmr_xcopy_endio(struct bio *bio)
 {
 	struct dmr_xcopy *x = bio->bi_private;
@@ -378,16 +359,11 @@ static void dmr_xcopy_endio(struct bio *bio)
 			x->read_err = 1;
 	}
 	bio_uninit(bio);
-	/* A top copy-up's, in process context: see above. */
-	if (in_task() && !x->end_in_irq) {
-		dmr_xcopy_step(x);
-		return;
-	}
 	if (x->writing && !x->write_err && x->end_in_irq) {
 		dmr_xcopy_end(x);
 		return;
 	}
-	/* In interrupt context: the copy's work goes on. */
+	/* A bio may end in interrupt context: the copy's work goes on. */
 	queue_work(x->core->wq, &x->work);
 }
 
@@ -401,19 +377,25 @@ static void dmr_xcopy_submit(struct dmr_xcopy *x, struct block_device *bdev,
 	dmr_submit_pages(&x->bio, x->pages, x->bytes);
 }
 
+/* 2. Writes the copy whose read has ended (a failed read ends it); 3. ends it. */
 static void dmr_xcopy_work(struct work_struct *w)
 {
-	dmr_xcopy_step(container_of(w, struct dmr_xcopy, work));
+	struct dmr_xcopy *x = container_of(w, struct dmr_xcopy, work);
+
+	if (x->writing || x->read_err) {
+		dmr_xcopy_end(x);
+		return;
+	}
+	x->writing = true;
+	dmr_xcopy_submit(x, x->to_bdev, x->to, REQ_OP_WRITE | REQ_SYNC);
 }
 
 /*
  * Copies @job's chunk, or its run's chunks, into the job's slots:
  *  1. reads them from @from_bdev;
- *  2. writes them to the slots, and 3. calls @fn (dmr_xcopy_step()).
- * @fn is called in process context, as dm-kcopyd calls it, maybe from the
- * end of the copy's write there (so the caller holds no lock that @fn
- * takes), unless @end_in_irq: then a copy that succeeds may call it from its
- * write's end in any context.
+ *  2. writes them to the slots, and 3. calls @fn (dmr_xcopy_work()).
+ * @fn is called in process context, as dm-kcopyd calls it, unless
+ * @end_in_irq: then a copy that succeeds may call it from its write's end.
  */
 static void dmr_copy(struct dmr_core *core, struct dmr_job *job,
 		     struct block_device *from_bdev, sector_t from,
