@@ -484,6 +484,42 @@ void dmr_wait_persist(struct dmr_core *core, struct bio *bio)
 	queue_work(core->wq, &core->persist_work);
 }
 
+/* The end of a top flush's own commit of active (dmr_persist_start()). */
+static void dmr_persisted(void *context, void *arg, struct llist_node *records,
+			  int err)
+{
+	struct dmr_core *core = context;
+	struct bio *bio = arg;
+
+	if (err) {
+		dmr_fail(core, err, "persist of active's records");
+		bio->bi_status = errno_to_blk_status(err);
+	}
+	dmr_job_list_free(records);
+	bio_endio(bio);
+}
+
+/**
+ * dmr_persist_start() - persist active for a top flush, without the worker
+ * @core: the session's loaded state, running
+ * @bio: a top flush
+ *
+ * When active's records can be committed in one write that needs no wait
+ * (dmr_store_commit_start()), the flush completes in that write's end: no
+ * hop through the workqueue, which costs a flush about as much as the
+ * write under TCG.  For map(): never waits for I/O.
+ *
+ * Return: true when the flush is taken; false when the caller must hand it
+ * to dmr_wait_persist().
+ */
+bool dmr_persist_start(struct dmr_core *core, struct bio *bio)
+{
+	if (dmr_failed(core))
+		return false;
+	return dmr_store_commit_start(core->active, core->wq, dmr_persisted,
+				      core, bio);
+}
+
 static void dmr_periodic_work(struct work_struct *w)
 {
 	struct dmr_core *core = container_of(to_delayed_work(w),

@@ -238,6 +238,8 @@ struct llist_node *dmr_persist(struct dmr_core *core, struct dmr_store *st,
  * Return: 0 or the error they got.  Sleeps.
  */
 int dmr_persist_active(struct dmr_core *core);
+/* Commits active for a running top flush without the worker, when it can. */
+bool dmr_persist_start(struct dmr_core *core, struct bio *bio);
 /* Completes a top flush or FUA write after active's next persist. */
 void dmr_wait_persist(struct dmr_core *core, struct bio *bio);
 

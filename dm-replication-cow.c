@@ -60,6 +60,30 @@ struct dmr_store {
 	struct llist_head pending;
 	u64 *block_epoch;		/* epoch of each metadata block's content */
 	bool failed;			/* a commit failed: never clean again */
+
+	/* A commit that ends in its write's end: DMR_STORE_ASYNC in @flags. */
+	unsigned long flags;
+	struct dmr_async *async;
+};
+
+#define DMR_STORE_ASYNC		0	/* bit of @flags: a started commit runs */
+
+/*
+ * The one commit of a store that dmr_store_commit_start() may have in
+ * flight: its write, of a copy of one metadata block, and whom to tell.
+ */
+struct dmr_async {
+	struct dmr_store *st;
+	struct bio bio;
+	struct bio_vec bvec;
+	struct page *page;		/* the copy of the block */
+	struct llist_node *records;
+	int err;
+	dmr_commit_done_fn done;
+	void *context;
+	void *arg;
+	struct workqueue_struct *wq;
+	struct work_struct work;	/* the end, when the write ends in an irq */
 };
 
 /* ---------------------------------------------------------------------------
@@ -410,6 +434,11 @@ void dmr_store_destroy(struct dmr_store *st)
 {
 	if (!st)
 		return;
+	if (st->async) {
+		flush_work(&st->async->work);
+		__free_page(st->async->page);
+		kfree(st->async);
+	}
 	if (st->bufio)
 		dm_bufio_client_destroy(st->bufio);
 	if (st->map)
@@ -710,6 +739,16 @@ int dmr_store_collect(struct dmr_store *st, u32 *chunks, u32 max, u32 *n)
 	return 0;
 }
 
+/*
+ * Takes the commit: its mutex, then the end of a started commit
+ * (dmr_store_commit_start()), which holds only DMR_STORE_ASYNC.
+ */
+static void dmr_commit_lock(struct dmr_store *st)
+{
+	mutex_lock(&st->commit_lock);
+	wait_on_bit(&st->flags, DMR_STORE_ASYNC, TASK_UNINTERRUPTIBLE);
+}
+
 /**
  * dmr_store_prepare_reset() - allocate the empty map of the next epoch
  * @st: the store
@@ -739,7 +778,7 @@ void dmr_store_reset(struct dmr_store *st, u64 epoch,
 {
 	struct dmr_map *old;
 
-	mutex_lock(&st->commit_lock);
+	dmr_commit_lock(st);
 	*discarded = llist_del_all(&st->pending);
 	old = st->map;
 	WRITE_ONCE(st->map, st->spare);
@@ -859,6 +898,16 @@ static sector_t dmr_meta_block(u64 b)
 	return (DMR_HEADER_SECTORS / DMR_META_BLOCK_SECTORS) + b;
 }
 
+/* Writes @p's record into its metadata block's content @block. */
+static void dmr_fill_record(struct dmr_disk_record *block, u64 epoch,
+			    const struct dmr_pending *p)
+{
+	struct dmr_disk_record *rec = block + p->slot % DMR_RECORDS_PER_BLOCK;
+
+	rec->chunk = cpu_to_le64(p->chunk);
+	rec->epoch = cpu_to_le64(epoch);
+}
+
 static int dmr_bufio_write_record(struct dmr_store *st, u64 epoch,
 				  const struct dmr_pending *p)
 {
@@ -879,9 +928,7 @@ static int dmr_bufio_write_record(struct dmr_store *st, u64 epoch,
 	if (IS_ERR(rec))
 		return PTR_ERR(rec);
 
-	rec += p->slot % DMR_RECORDS_PER_BLOCK;
-	rec->chunk = cpu_to_le64(p->chunk);
-	rec->epoch = cpu_to_le64(epoch);
+	dmr_fill_record(rec, epoch, p);
 	dm_bufio_mark_buffer_dirty(buf);
 	dm_bufio_release(buf);
 	return 0;
@@ -903,6 +950,162 @@ static const struct dmr_store_io dmr_bufio_io = {
 	.write_dirty = dmr_bufio_write_dirty,
 };
 
+/* ---- a commit that ends in its write's end ------------------------------- */
+
+/*
+ * The end of a started commit, in task context:
+ *  5. mark the records' mappings durable, or fail the store for good;
+ *  6. let the next commit in (DMR_STORE_ASYNC);
+ *  7. hand the records to the caller's @done.
+ */
+static void dmr_async_end(struct dmr_async *a)
+{
+	struct llist_node *records = a->records;
+	dmr_commit_done_fn done = a->done;
+	void *context = a->context, *arg = a->arg;
+	struct dmr_store *st = a->st;
+	struct dmr_pending *p;
+	int err = a->err;
+
+	if (err) {						/* 5 */
+		WRITE_ONCE(st->failed, true);
+	} else {
+		spin_lock(&st->map->lock);
+		llist_for_each_entry(p, records, node)
+			if (p->mapped)
+				dmr_map_set_durable(st->map, p->chunk);
+		spin_unlock(&st->map->lock);
+	}
+	clear_and_wake_up_bit(DMR_STORE_ASYNC, &st->flags);	/* 6 */
+	done(context, arg, records, err);			/* 7 */
+}
+
+static void dmr_async_work(struct work_struct *w)
+{
+	dmr_async_end(container_of(w, struct dmr_async, work));
+}
+
+/*
+ * The map's lock is never taken in interrupt context: a write that ends in
+ * one (virtio's) ends the commit through the caller's workqueue; one that
+ * ends in task context (brd's, in its submitter) ends it at once.
+ */
+static void dmr_async_endio(struct bio *bio)
+{
+	struct dmr_async *a = bio->bi_private;
+
+	a->err = blk_status_to_errno(bio->bi_status);
+	bio_uninit(bio);
+	if (in_task())
+		dmr_async_end(a);
+	else
+		queue_work(a->wq, &a->work);
+}
+
+/*
+ * Writes the records of @list into the cached copy of their metadata block
+ * and copies it for the write, when they all lie in one block of this
+ * epoch that dm-bufio holds (dm_bufio_get() never reads, so it is safe in
+ * map()).  The copy is written without dm-bufio, so the buffer stays clean:
+ * a later commit that rewrites the block writes these records again.
+ *
+ * Return: the block, or -1 when the records do not qualify.
+ */
+static s64 dmr_async_fill(struct dmr_store *st, struct llist_node *list)
+{
+	struct dmr_pending *p = llist_entry(list, struct dmr_pending, node);
+	u64 b = p->slot / DMR_RECORDS_PER_BLOCK;
+	struct dmr_disk_record *rec;
+	struct dm_buffer *buf;
+
+	llist_for_each_entry(p, list, node)
+		if (p->slot / DMR_RECORDS_PER_BLOCK != b)
+			return -1;
+	if (st->block_epoch[b] != st->epoch)
+		return -1;
+	rec = dm_bufio_get(st->bufio, dmr_meta_block(b), &buf);
+	if (IS_ERR_OR_NULL(rec))
+		return -1;
+	llist_for_each_entry(p, list, node)
+		dmr_fill_record(rec, st->epoch, p);
+	memcpy(page_address(st->async->page), rec, DMR_META_BLOCK_SIZE);
+	dm_bufio_release(buf);
+	return b;
+}
+
+/* Gives the records of @list back to the pending list. */
+static void dmr_async_unfill(struct dmr_store *st, struct llist_node *list)
+{
+	struct llist_node *last = list;
+
+	if (!list)
+		return;
+	while (last->next)
+		last = last->next;
+	llist_add_batch(list, last, &st->pending);
+}
+
+/**
+ * dmr_store_commit_start() - start a commit that never waits
+ * @st: the store, open
+ * @wq: a workqueue for the commit's end, when its write ends in an irq
+ * @done: called with @context, @arg, the records taken and 0 or the error,
+ *	  in task context, once the records are durable or the store failed
+ * @context: for @done
+ * @arg: for @done
+ *
+ * Does what dmr_store_commit() does, in one write, when that needs no wait:
+ * no other commit runs, the store has not failed, and the pending records
+ * all lie in one metadata block that this epoch wrote and that dm-bufio
+ * holds.  Steps 1 to 4 are one write of the block's copy with
+ * REQ_PREFLUSH | REQ_FUA: its flush makes the chunks' data durable before
+ * the records, its FUA the records.  The end (dmr_async_end()) does the
+ * rest.  Nothing here waits for I/O: a target's map() may call it, and the
+ * write goes out after map() returns.
+ *
+ * Return: true when started; false when nothing was done, and the caller
+ * commits with dmr_store_commit().
+ */
+bool dmr_store_commit_start(struct dmr_store *st, struct workqueue_struct *wq,
+			    dmr_commit_done_fn done, void *context, void *arg)
+{
+	struct dmr_async *a = st->async;
+	struct llist_node *list;
+	s64 b = -1;
+
+	if (!a || st->io != &dmr_bufio_io || READ_ONCE(st->failed) ||
+	    !mutex_trylock(&st->commit_lock))
+		return false;
+	if (test_and_set_bit_lock(DMR_STORE_ASYNC, &st->flags)) {
+		mutex_unlock(&st->commit_lock);
+		return false;
+	}
+	list = llist_del_all(&st->pending);
+	if (list && !st->failed)
+		b = dmr_async_fill(st, list);
+	if (b < 0) {
+		dmr_async_unfill(st, list);
+		clear_and_wake_up_bit(DMR_STORE_ASYNC, &st->flags);
+		mutex_unlock(&st->commit_lock);
+		return false;
+	}
+	mutex_unlock(&st->commit_lock);
+
+	a->records = list;
+	a->done = done;
+	a->context = context;
+	a->arg = arg;
+	a->wq = wq;
+	bio_init(&a->bio, st->bdev, &a->bvec, 1,
+		 REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA | REQ_SYNC);
+	a->bio.bi_iter.bi_sector = dmr_meta_block(b) * DMR_META_BLOCK_SECTORS;
+	__bio_add_page(&a->bio, a->page, DMR_META_BLOCK_SIZE, 0);
+	a->bio.bi_end_io = dmr_async_endio;
+	a->bio.bi_private = a;
+	submit_bio(&a->bio);
+	return true;
+}
+
 /**
  * dmr_store_open() - attach a store to its device
  * @st: the store, made by dmr_store_create()
@@ -918,6 +1121,17 @@ int dmr_store_open(struct dmr_store *st, struct block_device *bdev)
 				   0);
 	if (IS_ERR(c))
 		return PTR_ERR(c);
+	st->async = kzalloc(sizeof(*st->async), GFP_KERNEL);
+	if (st->async)
+		st->async->page = alloc_page(GFP_KERNEL);
+	if (!st->async || !st->async->page) {
+		kfree(st->async);
+		st->async = NULL;
+		dm_bufio_client_destroy(c);
+		return -ENOMEM;
+	}
+	st->async->st = st;
+	INIT_WORK(&st->async->work, dmr_async_work);
 	st->bdev = bdev;
 	st->bufio = c;
 	st->io = &dmr_bufio_io;
@@ -1064,10 +1278,13 @@ bool dmr_store_clean(struct dmr_store *st)
 	/*
 	 * A commit takes the list under its lock, and llist_del_all() is a
 	 * full barrier: seeing the list empty by its hand, we see the lock
-	 * taken until the records are durable.
+	 * taken until the records are durable.  A started commit holds the
+	 * lock and has set DMR_STORE_ASYNC when it takes the list, and keeps
+	 * the bit until its records are durable.
 	 */
 	smp_rmb();
-	return !mutex_is_locked(&st->commit_lock);
+	return !mutex_is_locked(&st->commit_lock) &&
+	       !test_bit(DMR_STORE_ASYNC, &st->flags);
 }
 
 /**
@@ -1108,7 +1325,7 @@ struct llist_node *dmr_store_commit(struct dmr_store *st, int *err)
 	struct dmr_pending *p;
 	int r = -EIO;
 
-	mutex_lock(&st->commit_lock);
+	dmr_commit_lock(st);
 	list = llist_del_all(&st->pending);
 	if (st->failed)
 		goto out;

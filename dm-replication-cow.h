@@ -175,6 +175,18 @@ bool dmr_store_failed(struct dmr_store *st);
  * Sleeps.
  */
 struct llist_node *dmr_store_commit(struct dmr_store *st, int *err);
+/*
+ * Ends a commit started by dmr_store_commit_start(), in task context: the
+ * records taken, for the callee to free, and 0 or the error.
+ */
+typedef void (*dmr_commit_done_fn)(void *context, void *arg,
+				   struct llist_node *records, int err);
+/*
+ * Commits without waiting when it can (see the definition); never waits
+ * for I/O, so map() may call it.  Return: true when started.
+ */
+bool dmr_store_commit_start(struct dmr_store *st, struct workqueue_struct *wq,
+			    dmr_commit_done_fn done, void *context, void *arg);
 
 /* ---- epochs ------------------------------------------------------------------- */
 

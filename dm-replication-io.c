@@ -751,6 +751,8 @@ static int dmr_top_process(struct dmr_core *core, struct bio *bio)
 			bio_set_dev(bio, dmr_store_bdev(core->active));
 			return DM_MAPIO_REMAPPED;
 		}
+		if (state == DMR_STATE_RUNNING && dmr_persist_start(core, bio))
+			return DM_MAPIO_SUBMITTED;
 		dmr_wait_active(core, bio);
 		return DM_MAPIO_SUBMITTED;
 	}
