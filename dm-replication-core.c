@@ -401,6 +401,7 @@ struct dmr_job *dmr_job_alloc(struct dmr_core *core, gfp_t gfp)
  * dmr_persist() - make a store's records durable, unless the session failed
  * @core: the session's loaded state
  * @st: the store
+ * @one_write: see dmr_store_commit()
  * @err: set to 0 or the error
  *
  * In the failed mode the records are only taken, for the caller to drop.  A
@@ -409,7 +410,7 @@ struct dmr_job *dmr_job_alloc(struct dmr_core *core, gfp_t gfp)
  * Return: the records, for the caller to free.
  */
 struct llist_node *dmr_persist(struct dmr_core *core, struct dmr_store *st,
-			       int *err)
+			       bool one_write, int *err)
 {
 	struct llist_node *list;
 
@@ -417,7 +418,7 @@ struct llist_node *dmr_persist(struct dmr_core *core, struct dmr_store *st,
 		*err = -EIO;
 		return dmr_store_take_pending(st);
 	}
-	list = dmr_store_commit(st, err);
+	list = dmr_store_commit(st, one_write, err);
 	if (*err)
 		dmr_fail(core, *err, dmr_store_role(st) == DMR_ROLE_ACTIVE ?
 			 "persist of active's records" :
@@ -446,7 +447,7 @@ int dmr_persist_active(struct dmr_core *core)
 	bio_list_init(&core->persist_waiters);
 	spin_unlock_irq(&core->lock);
 
-	done = dmr_persist(core, core->active, &err);
+	done = dmr_persist(core, core->active, true, &err);
 	dmr_job_list_free(done);
 	if (!err && READ_ONCE(core->state) != DMR_STATE_RUNNING) {
 		err = blkdev_issue_flush(dmr_store_bdev(core->hidden));

@@ -231,7 +231,7 @@ void dmr_cell_release(struct dmr_job *job);
  * commit fails the session.  Return: the records, for the caller to free.
  */
 struct llist_node *dmr_persist(struct dmr_core *core, struct dmr_store *st,
-			       int *err);
+			       bool one_write, int *err);
 /*
  * Persists active (and while failing over flushes hidden and the secondary
  * device), then completes the flushes and FUA writes that waited for it.

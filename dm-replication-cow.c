@@ -61,6 +61,8 @@ struct dmr_store {
 	u64 *block_epoch;		/* epoch of each metadata block's content */
 	bool failed;			/* a commit failed: never clean again */
 
+	/* A commit in one write writes a copy of its record block from here. */
+	struct page *block_copy;
 	/* A commit that ends in its write's end: DMR_STORE_ASYNC in @flags. */
 	unsigned long flags;
 	struct dmr_async *async;
@@ -76,7 +78,6 @@ struct dmr_async {
 	struct dmr_store *st;
 	struct bio bio;
 	struct bio_vec bvec;
-	struct page *page;		/* the copy of the block */
 	struct llist_node *records;
 	int err;
 	dmr_commit_done_fn done;
@@ -436,9 +437,10 @@ void dmr_store_destroy(struct dmr_store *st)
 		return;
 	if (st->async) {
 		flush_work(&st->async->work);
-		__free_page(st->async->page);
 		kfree(st->async);
 	}
+	if (st->block_copy)
+		__free_page(st->block_copy);
 	if (st->bufio)
 		dm_bufio_client_destroy(st->bufio);
 	if (st->map)
@@ -908,23 +910,33 @@ static void dmr_fill_record(struct dmr_disk_record *block, u64 epoch,
 	rec->epoch = cpu_to_le64(epoch);
 }
 
+/*
+ * Metadata block @b of this store for records of @epoch: read, or, when it
+ * holds only dead records, started afresh.  Sleeps.
+ */
+static struct dmr_disk_record *dmr_bufio_block(struct dmr_store *st, u64 b,
+					       u64 epoch,
+					       struct dm_buffer **buf)
+{
+	struct dmr_disk_record *rec;
+
+	if (st->block_epoch[b] == epoch)
+		return dm_bufio_read(st->bufio, dmr_meta_block(b), buf);
+	rec = dm_bufio_new(st->bufio, dmr_meta_block(b), buf);
+	if (!IS_ERR(rec)) {
+		memset(rec, 0, DMR_META_BLOCK_SIZE);
+		st->block_epoch[b] = epoch;
+	}
+	return rec;
+}
+
 static int dmr_bufio_write_record(struct dmr_store *st, u64 epoch,
 				  const struct dmr_pending *p)
 {
-	u64 b = p->slot / DMR_RECORDS_PER_BLOCK;
 	struct dmr_disk_record *rec;
 	struct dm_buffer *buf;
 
-	if (st->block_epoch[b] != epoch) {
-		/* The block holds only dead records: start it afresh. */
-		rec = dm_bufio_new(st->bufio, dmr_meta_block(b), &buf);
-		if (!IS_ERR(rec)) {
-			memset(rec, 0, DMR_META_BLOCK_SIZE);
-			st->block_epoch[b] = epoch;
-		}
-	} else {
-		rec = dm_bufio_read(st->bufio, dmr_meta_block(b), &buf);
-	}
+	rec = dmr_bufio_block(st, p->slot / DMR_RECORDS_PER_BLOCK, epoch, &buf);
 	if (IS_ERR(rec))
 		return PTR_ERR(rec);
 
@@ -932,6 +944,76 @@ static int dmr_bufio_write_record(struct dmr_store *st, u64 epoch,
 	dm_bufio_mark_buffer_dirty(buf);
 	dm_bufio_release(buf);
 	return 0;
+}
+
+/* The metadata block all of @list's records lie in, or -1 if none. */
+static s64 dmr_one_block(struct llist_node *list)
+{
+	struct dmr_pending *p = llist_entry(list, struct dmr_pending, node);
+	u64 b = p->slot / DMR_RECORDS_PER_BLOCK;
+
+	llist_for_each_entry(p, list, node)
+		if (p->slot / DMR_RECORDS_PER_BLOCK != b)
+			return -1;
+	return b;
+}
+
+/*
+ * Writes @list's records into their block's buffer @rec and copies the
+ * block into @st->block_copy, then releases the buffer.  The copy is
+ * written without dm-bufio, so the buffer stays clean: a later commit that
+ * rewrites the block writes these records again.
+ */
+static void dmr_copy_block(struct dmr_store *st, u64 epoch,
+			   struct llist_node *list,
+			   struct dmr_disk_record *rec, struct dm_buffer *buf)
+{
+	struct dmr_pending *p;
+
+	llist_for_each_entry(p, list, node)
+		dmr_fill_record(rec, epoch, p);
+	memcpy(page_address(st->block_copy), rec, DMR_META_BLOCK_SIZE);
+	dm_bufio_release(buf);
+}
+
+/*
+ * A bio that writes the copy of block @b: REQ_PREFLUSH, so that the
+ * chunks' data is durable before the records, and REQ_FUA, so that the
+ * records are when it ends.
+ */
+static void dmr_block_bio_init(struct dmr_store *st, struct bio *bio,
+			       struct bio_vec *bvec, u64 b)
+{
+	bio_init(bio, st->bdev, bvec, 1,
+		 REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA | REQ_SYNC);
+	bio->bi_iter.bi_sector = dmr_meta_block(b) * DMR_META_BLOCK_SECTORS;
+	__bio_add_page(bio, st->block_copy, DMR_META_BLOCK_SIZE, 0);
+}
+
+/*
+ * Steps 1 to 4 of a commit in one write, when @list's records lie in one
+ * block; -EAGAIN otherwise.  Sleeps.
+ */
+static int dmr_bufio_write_block(struct dmr_store *st, u64 epoch,
+				 struct llist_node *list)
+{
+	s64 b = dmr_one_block(list);
+	struct dmr_disk_record *rec;
+	struct dm_buffer *buf;
+	struct bio_vec bvec;
+	struct bio bio;
+	int r;
+
+	if (b < 0)
+		return -EAGAIN;
+	rec = dmr_bufio_block(st, b, epoch, &buf);
+	if (IS_ERR(rec))
+		return PTR_ERR(rec);
+	dmr_copy_block(st, epoch, list, rec, buf);
+	dmr_block_bio_init(st, &bio, &bvec, b);
+	r = submit_bio_wait(&bio);
+	bio_uninit(&bio);
+	return r;
 }
 
 static int dmr_bufio_flush(struct dmr_store *st)
@@ -948,6 +1030,7 @@ static const struct dmr_store_io dmr_bufio_io = {
 	.flush = dmr_bufio_flush,
 	.write_record = dmr_bufio_write_record,
 	.write_dirty = dmr_bufio_write_dirty,
+	.write_block = dmr_bufio_write_block,
 };
 
 /* ---- a commit that ends in its write's end ------------------------------- */
@@ -1003,33 +1086,24 @@ static void dmr_async_endio(struct bio *bio)
 }
 
 /*
- * Writes the records of @list into the cached copy of their metadata block
- * and copies it for the write, when they all lie in one block of this
- * epoch that dm-bufio holds (dm_bufio_get() never reads, so it is safe in
- * map()).  The copy is written without dm-bufio, so the buffer stays clean:
- * a later commit that rewrites the block writes these records again.
+ * Copies @list's block for the write when the records all lie in one block
+ * of this epoch that dm-bufio holds: dm_bufio_get() never reads, so this is
+ * safe in map().
  *
  * Return: the block, or -1 when the records do not qualify.
  */
 static s64 dmr_async_fill(struct dmr_store *st, struct llist_node *list)
 {
-	struct dmr_pending *p = llist_entry(list, struct dmr_pending, node);
-	u64 b = p->slot / DMR_RECORDS_PER_BLOCK;
+	s64 b = dmr_one_block(list);
 	struct dmr_disk_record *rec;
 	struct dm_buffer *buf;
 
-	llist_for_each_entry(p, list, node)
-		if (p->slot / DMR_RECORDS_PER_BLOCK != b)
-			return -1;
-	if (st->block_epoch[b] != st->epoch)
+	if (b < 0 || st->block_epoch[b] != st->epoch)
 		return -1;
 	rec = dm_bufio_get(st->bufio, dmr_meta_block(b), &buf);
 	if (IS_ERR_OR_NULL(rec))
 		return -1;
-	llist_for_each_entry(p, list, node)
-		dmr_fill_record(rec, st->epoch, p);
-	memcpy(page_address(st->async->page), rec, DMR_META_BLOCK_SIZE);
-	dm_bufio_release(buf);
+	dmr_copy_block(st, st->epoch, list, rec, buf);
 	return b;
 }
 
@@ -1096,10 +1170,7 @@ bool dmr_store_commit_start(struct dmr_store *st, struct workqueue_struct *wq,
 	a->context = context;
 	a->arg = arg;
 	a->wq = wq;
-	bio_init(&a->bio, st->bdev, &a->bvec, 1,
-		 REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA | REQ_SYNC);
-	a->bio.bi_iter.bi_sector = dmr_meta_block(b) * DMR_META_BLOCK_SECTORS;
-	__bio_add_page(&a->bio, a->page, DMR_META_BLOCK_SIZE, 0);
+	dmr_block_bio_init(st, &a->bio, &a->bvec, b);
 	a->bio.bi_end_io = dmr_async_endio;
 	a->bio.bi_private = a;
 	submit_bio(&a->bio);
@@ -1122,11 +1193,13 @@ int dmr_store_open(struct dmr_store *st, struct block_device *bdev)
 	if (IS_ERR(c))
 		return PTR_ERR(c);
 	st->async = kzalloc(sizeof(*st->async), GFP_KERNEL);
-	if (st->async)
-		st->async->page = alloc_page(GFP_KERNEL);
-	if (!st->async || !st->async->page) {
+	st->block_copy = alloc_page(GFP_KERNEL);
+	if (!st->async || !st->block_copy) {
 		kfree(st->async);
 		st->async = NULL;
+		if (st->block_copy)
+			__free_page(st->block_copy);
+		st->block_copy = NULL;
 		dm_bufio_client_destroy(c);
 		return -ENOMEM;
 	}
@@ -1298,9 +1371,30 @@ bool dmr_store_failed(struct dmr_store *st)
 	return READ_ONCE(st->failed);
 }
 
+/* Steps 1 to 4 of dmr_store_commit(), one by one. */
+static int dmr_commit_steps(struct dmr_store *st, struct llist_node *list)
+{
+	struct dmr_pending *p;
+	int r;
+
+	r = st->io->flush(st);				/* 1 */
+	if (r || !list)
+		return r;
+	llist_for_each_entry(p, list, node) {		/* 2 */
+		r = st->io->write_record(st, st->epoch, p);
+		if (r)
+			return r;
+	}
+	r = st->io->write_dirty(st);			/* 3 */
+	if (!r)
+		r = st->io->flush(st);			/* 4 */
+	return r;
+}
+
 /**
  * dmr_store_commit() - make the store's pending records durable
  * @st: the store, open
+ * @one_write: steps 1 to 4 may be one write (see below)
  * @err: set to 0 or the first error
  *
  * Steps (each stops the commit when it fails):
@@ -1310,6 +1404,10 @@ bool dmr_store_failed(struct dmr_store *st)
  *  4. flush again, so that the records are durable;
  *  5. mark the records' mappings durable.
  * With nothing pending it only flushes, which a FLUSH of the top needs too.
+ * With @one_write, when the records all lie in one metadata block, steps
+ * 1 to 4 are one write of that block with REQ_PREFLUSH | REQ_FUA (the
+ * device's flush sequence does them, and the caller waits once, not three
+ * times).
  *
  * A failed step leaves the records neither durable nor pending, and the disk
  * in a state nobody knows: the store is failed for good.  It is never clean
@@ -1319,7 +1417,8 @@ bool dmr_store_failed(struct dmr_store *st)
  * Return: the records taken (committed, or not on error), for the caller to
  * free.
  */
-struct llist_node *dmr_store_commit(struct dmr_store *st, int *err)
+struct llist_node *dmr_store_commit(struct dmr_store *st, bool one_write,
+				    int *err)
 {
 	struct llist_node *list;
 	struct dmr_pending *p;
@@ -1329,18 +1428,12 @@ struct llist_node *dmr_store_commit(struct dmr_store *st, int *err)
 	list = llist_del_all(&st->pending);
 	if (st->failed)
 		goto out;
-	r = st->io->flush(st);				/* 1 */
+	r = -EAGAIN;
+	if (one_write && list && st->io->write_block)	/* 1-4 at once */
+		r = st->io->write_block(st, st->epoch, list);
+	if (r == -EAGAIN)
+		r = dmr_commit_steps(st, list);
 	if (r || !list)
-		goto out;
-	llist_for_each_entry(p, list, node) {		/* 2 */
-		r = st->io->write_record(st, st->epoch, p);
-		if (r)
-			goto out;
-	}
-	r = st->io->write_dirty(st);			/* 3 */
-	if (!r)
-		r = st->io->flush(st);			/* 4 */
-	if (r)
 		goto out;
 	/* 5, under the lock: a checkpoint may not switch the map first. */
 	spin_lock(&st->map->lock);

@@ -170,11 +170,12 @@ bool dmr_store_clean(struct dmr_store *st);
 /* Has a commit failed?  Then the store is never clean again. */
 bool dmr_store_failed(struct dmr_store *st);
 /*
- * Makes the pending records durable, or fails the store for good.  Return:
- * the records taken, for the caller to free; @err set to 0 or the error.
- * Sleeps.
+ * Makes the pending records durable, or fails the store for good; with
+ * @one_write in one write when they lie in one block.  Return: the records
+ * taken, for the caller to free; @err set to 0 or the error.  Sleeps.
  */
-struct llist_node *dmr_store_commit(struct dmr_store *st, int *err);
+struct llist_node *dmr_store_commit(struct dmr_store *st, bool one_write,
+				    int *err);
 /*
  * Ends a commit started by dmr_store_commit_start(), in task context: the
  * records taken, for the callee to free, and 0 or the error.

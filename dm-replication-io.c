@@ -185,47 +185,26 @@ static void dmr_cbw_persisted(struct dmr_job *job, int err)
 	submit_bio_noacct(bio);
 }
 
-/* Hidden's records are persisted, or failed: map and write in queue order. */
-static void dmr_hidden_persisted(struct llist_node *records, int err)
-{
-	struct dmr_job *job, *tmp;
-
-	records = llist_reverse_order(records);
-	llist_for_each_entry_safe(job, tmp, records, rec.node)
-		dmr_cbw_persisted(job, err);
-}
-
-/* The end of a persist of hidden that did not wait (dmr_store_commit_start()). */
-static void dmr_hidden_committed(void *context, void *arg,
-				 struct llist_node *records, int err)
-{
-	struct dmr_core *core = context;
-
-	if (err)
-		dmr_fail(core, err, "persist of hidden's records");
-	dmr_hidden_persisted(records, err);
-}
-
 /*
- * A persist of hidden in one write that the worker does not wait for, when
- * it can and the bio it serves is the only one in flight; else the
- * commit's usual steps, waited for, which gather the copies that end
- * meanwhile into the next commit (at QD32 the write alone was 12-15 %
- * slower on brd: bench/experiments/portpersist.sh).
+ * A persist of hidden is one write (dmr_store_commit()) only when the bio it
+ * serves is the only one in flight: at QD1 that made a port first touch a
+ * fifth faster on brd, while at QD32 the usual, longer commit gathers more
+ * of the copies that end meanwhile into the next one, and one write for
+ * every commit was a tenth slower there (bench/experiments/portpersist.sh).
  */
 static void dmr_hidden_persist_work(struct work_struct *w)
 {
 	struct dmr_core *core = container_of(w, struct dmr_core,
 					     hidden_persist_work);
+	struct dmr_job *job, *tmp;
 	struct llist_node *done;
 	int err;
 
-	if (!dmr_failed(core) && atomic_read(&core->inflight) <= 1 &&
-	    dmr_store_commit_start(core->hidden, core->wq, dmr_hidden_committed,
-				   core, NULL))
-		return;
-	done = dmr_persist(core, core->hidden, &err);
-	dmr_hidden_persisted(done, err);
+	done = dmr_persist(core, core->hidden,
+			   atomic_read(&core->inflight) <= 1, &err);
+	done = llist_reverse_order(done);
+	llist_for_each_entry_safe(job, tmp, done, rec.node)
+		dmr_cbw_persisted(job, err);
 }
 
 /* A job failed before its data was in: fail its bio, free the chunk. */

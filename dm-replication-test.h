@@ -38,6 +38,9 @@ struct dmr_store_io {
 	int (*write_record)(struct dmr_store *st, u64 epoch,
 			    const struct dmr_pending *p);
 	int (*write_dirty)(struct dmr_store *st);
+	/* Optional: steps 1 to 4 in one write, or -EAGAIN to take them apart. */
+	int (*write_block)(struct dmr_store *st, u64 epoch,
+			   struct llist_node *list);
 };
 
 void dmr_store_set_io(struct dmr_store *st, const struct dmr_store_io *io);

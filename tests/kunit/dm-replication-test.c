@@ -828,7 +828,7 @@ static void store_is_clean_without_records_or_commit(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, dmr_store_clean(st));
 	/* A commit has taken the record and is writing it: not clean. */
 	clean_in_commit = true;
-	list = dmr_store_commit(st, &err);
+	list = dmr_store_commit(st, true, &err);
 	KUNIT_EXPECT_EQ(test, err, 0);
 	KUNIT_EXPECT_PTR_EQ(test, list, &p.node);
 	KUNIT_EXPECT_FALSE(test, clean_in_commit);
@@ -845,6 +845,9 @@ struct fake_io {
 	int fail_at;
 	int calls;
 	int records;
+	int block_ret;		/* what write_block returns */
+	int blocks;		/* write_block calls */
+	unsigned int block_records;	/* records it was given */
 };
 
 static struct fake_io *fake;
@@ -920,7 +923,7 @@ static void store_commit_fails_for_good_at_each_step(struct kunit *test)
 		dmr_store_set_io(st, &fake_store_io);
 		queue_records(test, st, p);
 
-		list = dmr_store_commit(st, &err);
+		list = dmr_store_commit(st, true, &err);
 		KUNIT_EXPECT_EQ(test, list_len(list), 3U);
 		KUNIT_EXPECT_FALSE(test, dmr_store_has_pending(st));
 		/* Every step ran, in order, up to the one that failed. */
@@ -947,14 +950,77 @@ static void store_commit_fails_for_good_at_each_step(struct kunit *test)
 		io.calls = 0;
 		q = (struct dmr_pending){ .chunk = 20, .slot = 5 };
 		dmr_store_queue(st, &q);
-		list = dmr_store_commit(st, &err);
+		list = dmr_store_commit(st, true, &err);
 		KUNIT_EXPECT_PTR_EQ(test, list, &q.node);
 		KUNIT_EXPECT_EQ(test, err, -EIO);
-		list = dmr_store_commit(st, &err);
+		list = dmr_store_commit(st, true, &err);
 		KUNIT_EXPECT_NULL(test, list);
 		KUNIT_EXPECT_EQ(test, err, -EIO);
 		KUNIT_EXPECT_EQ(test, io.calls, 0);
 		KUNIT_EXPECT_FALSE(test, dmr_store_clean(st));
+		dmr_store_destroy(st);
+	}
+	fake = NULL;
+}
+
+static int fake_write_block(struct dmr_store *st, u64 epoch,
+			    struct llist_node *list)
+{
+	fake->blocks++;
+	fake->block_records = list_len(list);
+	return fake->block_ret;
+}
+
+static const struct dmr_store_io fake_block_io = {
+	.flush = fake_flush,
+	.write_record = fake_write_record,
+	.write_dirty = fake_write_dirty,
+	.write_block = fake_write_block,
+};
+
+/*
+ * A commit whose records lie in one block is one write: the steps are not
+ * run unless the write declines (-EAGAIN); its error fails the store.
+ */
+static void store_commit_in_one_write(struct kunit *test)
+{
+	static const int rets[] = { 0, -EAGAIN, -EIO };
+	struct dmr_pending p[3];
+	struct llist_node *list;
+	struct dmr_store *st;
+	struct fake_io io;
+	int k, i, err;
+
+	for (k = 0; k < ARRAY_SIZE(rets); k++) {
+		io = (struct fake_io){ .block_ret = rets[k] };
+		fake = &io;
+		st = store_for_test(test, 10);
+		dmr_store_set_io(st, &fake_block_io);
+		queue_records(test, st, p);
+
+		list = dmr_store_commit(st, true, &err);
+		KUNIT_EXPECT_EQ(test, list_len(list), 3U);
+		KUNIT_EXPECT_EQ(test, io.blocks, 1);
+		KUNIT_EXPECT_EQ(test, io.block_records, 3U);
+		/*
+		 * The steps (a flush, 3 records, the blocks, a flush) run
+		 * only when the one write declines.
+		 */
+		KUNIT_EXPECT_EQ(test, io.calls, rets[k] == -EAGAIN ? 6 : 0);
+		KUNIT_EXPECT_EQ(test, err, rets[k] == -EIO ? -EIO : 0);
+		KUNIT_EXPECT_EQ(test, dmr_store_failed(st), rets[k] == -EIO);
+		KUNIT_EXPECT_EQ(test, dmr_store_clean(st), rets[k] != -EIO);
+		for (i = 0; i < 3; i++)
+			KUNIT_EXPECT_EQ(test,
+					dmr_store_lookup_durable(st, 10 + i),
+					rets[k] != -EIO);
+
+		/* With nothing pending, a commit only flushes. */
+		io.blocks = 0;
+		io.calls = 0;
+		KUNIT_EXPECT_NULL(test, dmr_store_commit(st, true, &err));
+		KUNIT_EXPECT_EQ(test, io.blocks, 0);
+		KUNIT_EXPECT_EQ(test, io.calls, rets[k] == -EIO ? 0 : 1);
 		dmr_store_destroy(st);
 	}
 	fake = NULL;
@@ -969,11 +1035,11 @@ static void store_flush_failure_without_records_fails_the_store(struct kunit *te
 	fake = &io;
 	st = store_for_test(test, 10);
 	dmr_store_set_io(st, &fake_store_io);
-	KUNIT_EXPECT_NULL(test, dmr_store_commit(st, &err));
+	KUNIT_EXPECT_NULL(test, dmr_store_commit(st, true, &err));
 	KUNIT_EXPECT_EQ(test, err, -EIO);
 	KUNIT_EXPECT_FALSE(test, dmr_store_clean(st));
 	io.fail_at = 0;
-	KUNIT_EXPECT_NULL(test, dmr_store_commit(st, &err));
+	KUNIT_EXPECT_NULL(test, dmr_store_commit(st, true, &err));
 	KUNIT_EXPECT_EQ(test, err, -EIO);
 	KUNIT_EXPECT_EQ(test, io.calls, 1);
 	dmr_store_destroy(st);
@@ -1318,7 +1384,7 @@ static void store_map_grows_and_keeps_every_mapping(struct kunit *test)
 		if (i % 20000 == 0) {
 			fake = &(struct fake_io){};
 			/* It returns the committed list: p[] is the test's own. */
-			dmr_store_commit(st, &err);
+			dmr_store_commit(st, true, &err);
 			fake = NULL;
 			KUNIT_ASSERT_EQ(test, err, 0);
 		}
@@ -1680,6 +1746,7 @@ static struct kunit_case dmr_store_cases[] = {
 	KUNIT_CASE(store_allocates_runs_whole_or_not_at_all),
 	KUNIT_CASE(store_is_clean_without_records_or_commit),
 	KUNIT_CASE(store_commit_fails_for_good_at_each_step),
+	KUNIT_CASE(store_commit_in_one_write),
 	KUNIT_CASE(store_flush_failure_without_records_fails_the_store),
 	KUNIT_CASE(store_maps_chunks),
 	KUNIT_CASE(store_map_makes_room_before_slots),
