@@ -13,24 +13,19 @@ set -u
 # shellcheck source=bench/experiments/brd.sh
 . "$REPO/bench/experiments/brd.sh"
 modprobe dm-snapshot || exit 1
-VARIANTS=(base async snapshot)
-mk() {
+# The peer in place of a module variant.
+mk_or_snapshot() {
+	[ "$1" = snapshot ] || { mk "$1" 8; return; }
 	blank_stores
-	if [ "$1" = snapshot ]; then
-		dmsetup create top --table "0 $BS snapshot /dev/ram0 /dev/ram1 P 8" || exit 1
-		return
-	fi
-	insmod "$EXP/$1.ko" || { echo "not ok - insmod $1"; exit 1; }
-	dmsetup create top --table "0 $BS replication secondary /dev/ram0 /dev/ram1 /dev/ram2 8" || exit 1
+	dmsetup create top --table "0 $BS snapshot /dev/ram0 /dev/ram1 P 8" || exit 1
 }
-rm_() { dmsetup remove top; [ "$1" = snapshot ] || rmmod dm_replication; }
-for round in 1 2 3 4 5 6; do
-	for v in $(rot "$round" "${VARIANTS[@]}"); do
-		mk "$v"
-		a=$(fj /dev/mapper/top 1 8M 0 1)
-		b=$(fj /dev/mapper/top 1 32M $((64 * 1048576)))
-		rm_ "$v"
-		echo "RESULT round=$round variant=$v top_fsync1_first=$a top_qd1_first=$b"
-	done
-done
-echo "ok - done"
+rm_or_snapshot() { if [ "$1" = snapshot ]; then dmsetup remove top; else rm_; fi; }
+one() {
+	local a b
+	mk_or_snapshot "$1"
+	a=$(fj /dev/mapper/top 1 8M 0 1)
+	b=$(fj /dev/mapper/top 1 32M $((64 * 1048576)))
+	rm_or_snapshot "$1"
+	echo "top_fsync1_first=$a top_qd1_first=$b"
+}
+rounds one base async snapshot

@@ -8,21 +8,13 @@
 set -u
 # shellcheck source=bench/experiments/brd.sh
 . "$REPO/bench/experiments/brd.sh"
-VARIANTS=(base hop)
-mk() {
-	insmod "$EXP/$1.ko" || { echo "not ok - insmod $1"; exit 1; }
-	blank_stores
-	dmsetup create top --table "0 $BS replication secondary /dev/ram0 /dev/ram1 /dev/ram2 8" || exit 1
+one() {
+	local a b
+	mk "$1" 8
+	a=$(fj /dev/mapper/top 1 32M 0)
+	dmsetup message top 0 checkpoint
+	b=$(fj /dev/mapper/top 1 8M $((64 * 1048576)) 1)
+	rm_
+	echo "top_qd1_first=$a top_fsync1_first=$b"
 }
-rm_() { dmsetup remove top; rmmod dm_replication; }
-for round in 1 2 3 4 5 6; do
-	for v in $(rot "$round" "${VARIANTS[@]}"); do
-		mk "$v"
-		a=$(fj /dev/mapper/top 1 32M 0)
-		dmsetup message top 0 checkpoint
-		b=$(fj /dev/mapper/top 1 8M $((64 * 1048576)) 1)
-		rm_
-		echo "RESULT round=$round variant=$v top_qd1_first=$a top_fsync1_first=$b"
-	done
-done
-echo "ok - done"
+rounds one base hop

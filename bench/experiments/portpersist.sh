@@ -13,21 +13,4 @@
 set -u
 # shellcheck source=bench/experiments/brd.sh
 . "$REPO/bench/experiments/brd.sh"
-VARIANTS=(base hidden)
-mk() {
-	insmod "$EXP/$1.ko" || { echo "not ok - insmod $1"; exit 1; }
-	blank_stores
-	dmsetup create top --table "0 $BS replication secondary /dev/ram0 /dev/ram1 /dev/ram2 8" || exit 1
-	dmsetup create port --table "0 $BS replication port /dev/ram0" || exit 1
-}
-rm_() { dmsetup remove port; dmsetup remove top; rmmod dm_replication; }
-for round in 1 2 3 4 5 6; do
-	for v in $(rot "$round" "${VARIANTS[@]}"); do
-		mk "$v"
-		a=$(fj /dev/mapper/port 1 8M 0)
-		b=$(fj /dev/mapper/port 32 32M $((64 * 1048576)))
-		rm_
-		echo "RESULT round=$round variant=$v port_qd1_first=$a port_qd32_first=$b"
-	done
-done
-echo "ok - done"
+rounds port_first base hidden
