@@ -37,6 +37,24 @@ struct dmr_map;
 /* The top bit of an index bucket: the mapping's record is durable. */
 #define DMR_SLOT_DURABLE	BIT(31)
 
+#define DMR_STORE_ASYNC		0	/* bit of @flags: a started commit runs */
+
+/*
+ * The one commit of a store that dmr_store_commit_start() may have in
+ * flight: its write, of a copy of one metadata block, and whom to tell.
+ */
+struct dmr_async {
+	struct bio bio;
+	struct bio_vec bvec;
+	struct llist_node *records;
+	int err;
+	dmr_commit_done_fn done;
+	void *context;
+	void *arg;
+	struct workqueue_struct *wq;
+	struct work_struct work;	/* the end, when the write ends in an irq */
+};
+
 struct dmr_store {
 	const char *name;		/* "hidden" or "active" */
 	enum dmr_role role;
@@ -65,26 +83,7 @@ struct dmr_store {
 	struct page *block_copy;
 	/* A commit that ends in its write's end: DMR_STORE_ASYNC in @flags. */
 	unsigned long flags;
-	struct dmr_async *async;
-};
-
-#define DMR_STORE_ASYNC		0	/* bit of @flags: a started commit runs */
-
-/*
- * The one commit of a store that dmr_store_commit_start() may have in
- * flight: its write, of a copy of one metadata block, and whom to tell.
- */
-struct dmr_async {
-	struct dmr_store *st;
-	struct bio bio;
-	struct bio_vec bvec;
-	struct llist_node *records;
-	int err;
-	dmr_commit_done_fn done;
-	void *context;
-	void *arg;
-	struct workqueue_struct *wq;
-	struct work_struct work;	/* the end, when the write ends in an irq */
+	struct dmr_async async;
 };
 
 /* ---------------------------------------------------------------------------
@@ -392,6 +391,8 @@ static struct dmr_map *dmr_map_create(u32 nr_slots)
 	return m;
 }
 
+static void dmr_async_work(struct work_struct *w);
+
 /**
  * dmr_store_create() - make a store's in-core state, empty
  * @name: "hidden" or "active", for messages
@@ -416,6 +417,7 @@ struct dmr_store *dmr_store_create(const char *name, enum dmr_role role,
 	spin_lock_init(&st->alloc_lock);
 	mutex_init(&st->commit_lock);
 	init_llist_head(&st->pending);
+	INIT_WORK(&st->async.work, dmr_async_work);
 
 	st->block_epoch = kvcalloc(max_t(u64, layout->meta_blocks, 1),
 				   sizeof(*st->block_epoch), GFP_KERNEL);
@@ -435,10 +437,7 @@ void dmr_store_destroy(struct dmr_store *st)
 {
 	if (!st)
 		return;
-	if (st->async) {
-		flush_work(&st->async->work);
-		kfree(st->async);
-	}
+	flush_work(&st->async.work);
 	if (st->block_copy)
 		__free_page(st->block_copy);
 	if (st->bufio)
@@ -1046,7 +1045,7 @@ static void dmr_async_end(struct dmr_async *a)
 	struct llist_node *records = a->records;
 	dmr_commit_done_fn done = a->done;
 	void *context = a->context, *arg = a->arg;
-	struct dmr_store *st = a->st;
+	struct dmr_store *st = container_of(a, struct dmr_store, async);
 	struct dmr_pending *p;
 	int err = a->err;
 
@@ -1143,11 +1142,11 @@ static void dmr_async_unfill(struct dmr_store *st, struct llist_node *list)
 bool dmr_store_commit_start(struct dmr_store *st, struct workqueue_struct *wq,
 			    dmr_commit_done_fn done, void *context, void *arg)
 {
-	struct dmr_async *a = st->async;
+	struct dmr_async *a = &st->async;
 	struct llist_node *list;
 	s64 b = -1;
 
-	if (!a || st->io != &dmr_bufio_io || READ_ONCE(st->failed) ||
+	if (st->io != &dmr_bufio_io || READ_ONCE(st->failed) ||
 	    !mutex_trylock(&st->commit_lock))
 		return false;
 	if (test_and_set_bit_lock(DMR_STORE_ASYNC, &st->flags)) {
@@ -1192,19 +1191,11 @@ int dmr_store_open(struct dmr_store *st, struct block_device *bdev)
 				   0);
 	if (IS_ERR(c))
 		return PTR_ERR(c);
-	st->async = kzalloc(sizeof(*st->async), GFP_KERNEL);
 	st->block_copy = alloc_page(GFP_KERNEL);
-	if (!st->async || !st->block_copy) {
-		kfree(st->async);
-		st->async = NULL;
-		if (st->block_copy)
-			__free_page(st->block_copy);
-		st->block_copy = NULL;
+	if (!st->block_copy) {
 		dm_bufio_client_destroy(c);
 		return -ENOMEM;
 	}
-	st->async->st = st;
-	INIT_WORK(&st->async->work, dmr_async_work);
 	st->bdev = bdev;
 	st->bufio = c;
 	st->io = &dmr_bufio_io;

@@ -899,6 +899,31 @@ static void queue_records(struct kunit *test, struct dmr_store *st,
 	}
 }
 
+/* A store on the fake steps @ops of @io, with queue_records()'s three. */
+static struct dmr_store *fake_store(struct kunit *test, struct fake_io *io,
+				    const struct dmr_store_io *ops,
+				    struct dmr_pending *p)
+{
+	struct dmr_store *st;
+
+	fake = io;
+	st = store_for_test(test, 10);
+	dmr_store_set_io(st, ops);
+	queue_records(test, st, p);
+	return st;
+}
+
+/* Are queue_records()'s three mappings durable, as @durable says? */
+static void expect_durable(struct kunit *test, struct dmr_store *st,
+			   bool durable)
+{
+	u32 i;
+
+	for (i = 0; i < 3; i++)
+		KUNIT_EXPECT_EQ(test, dmr_store_lookup_durable(st, 10 + i),
+				durable);
+}
+
 static unsigned int list_len(struct llist_node *list)
 {
 	unsigned int n = 0;
@@ -914,14 +939,11 @@ static void store_commit_fails_for_good_at_each_step(struct kunit *test)
 	struct dmr_store *st;
 	struct fake_io io;
 	struct llist_node *list;
-	int step, err, i;
+	int step, err;
 
 	for (step = 0; step <= 4; step++) {
 		io = (struct fake_io){ .fail_at = step };
-		fake = &io;
-		st = store_for_test(test, 10);
-		dmr_store_set_io(st, &fake_store_io);
-		queue_records(test, st, p);
+		st = fake_store(test, &io, &fake_store_io, p);
 
 		list = dmr_store_commit(st, true, &err);
 		KUNIT_EXPECT_EQ(test, list_len(list), 3U);
@@ -929,10 +951,7 @@ static void store_commit_fails_for_good_at_each_step(struct kunit *test)
 		/* Every step ran, in order, up to the one that failed. */
 		KUNIT_EXPECT_EQ(test, io.step, step ? step : 4);
 		KUNIT_EXPECT_EQ(test, io.records, step == 1 ? 0 : step == 2 ? 1 : 3);
-		for (i = 0; i < 3; i++)
-			KUNIT_EXPECT_EQ(test,
-					dmr_store_lookup_durable(st, 10 + i),
-					!step);
+		expect_durable(test, st, !step);
 		if (!step) {
 			KUNIT_EXPECT_EQ(test, err, 0);
 			KUNIT_EXPECT_FALSE(test, dmr_store_failed(st));
@@ -989,14 +1008,11 @@ static void store_commit_in_one_write(struct kunit *test)
 	struct llist_node *list;
 	struct dmr_store *st;
 	struct fake_io io;
-	int k, i, err;
+	int k, err;
 
 	for (k = 0; k < ARRAY_SIZE(rets); k++) {
 		io = (struct fake_io){ .block_ret = rets[k] };
-		fake = &io;
-		st = store_for_test(test, 10);
-		dmr_store_set_io(st, &fake_block_io);
-		queue_records(test, st, p);
+		st = fake_store(test, &io, &fake_block_io, p);
 
 		list = dmr_store_commit(st, true, &err);
 		KUNIT_EXPECT_EQ(test, list_len(list), 3U);
@@ -1010,10 +1026,7 @@ static void store_commit_in_one_write(struct kunit *test)
 		KUNIT_EXPECT_EQ(test, err, rets[k] == -EIO ? -EIO : 0);
 		KUNIT_EXPECT_EQ(test, dmr_store_failed(st), rets[k] == -EIO);
 		KUNIT_EXPECT_EQ(test, dmr_store_clean(st), rets[k] != -EIO);
-		for (i = 0; i < 3; i++)
-			KUNIT_EXPECT_EQ(test,
-					dmr_store_lookup_durable(st, 10 + i),
-					rets[k] != -EIO);
+		expect_durable(test, st, rets[k] != -EIO);
 
 		/* With nothing pending, a commit only flushes. */
 		io.blocks = 0;
