@@ -34,6 +34,7 @@ store / snapshot COW / thin data, ACT the active store, SPARE thin metadata):
             SEC node exported by its own NBD server (fio's nbd engine)
 """
 import json
+import mmap
 import os
 import signal
 import statistics
@@ -646,6 +647,30 @@ def io_port(res, kind, p, r1, r32, rs, poff, job, record):
 
 # ---- figure 4: checkpoint latency ------------------------------------------
 
+def flush_op(fd, buf):
+    os.fsync(fd)
+
+
+def dsync_write_op(fd, buf):
+    os.pwrite(fd, buf, 0)
+
+
+def floors(dev, op, n=30):
+    """Times in ms of N runs of OP(fd, 4 KiB buffer) on DEV opened
+    O_DIRECT | O_DSYNC."""
+    fd = os.open(dev, os.O_RDWR | os.O_DIRECT | os.O_DSYNC)
+    buf = mmap.mmap(-1, 4096)
+    try:
+        v = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            op(fd, buf)
+            v.append((time.perf_counter() - t0) * 1000)
+        return v
+    finally:
+        os.close(fd)
+
+
 def checkpoint_bench():
     res = Results("checkpoint")
     d = Devices("virtio")
@@ -657,6 +682,10 @@ def checkpoint_bench():
         mib, reps = item.split(":")
         plan.append((int(mib), int(reps)))
     res.meta["plan"] = plan
+    res.add("4", "virtio", "flush of a virtio disk", "device", "ms", "ms",
+            median(floors(d.spare, flush_op)))
+    res.add("4", "virtio", "4 KiB O_DSYNC write to a virtio disk", "device",
+            "ms", "ms", median(floors(d.spare, dsync_write_op)))
     for cls in (Ours, Qemu):
         p = cls(d)
         try:
@@ -671,6 +700,11 @@ def checkpoint_bench():
                     if cls is Ours:
                         st = dm_status("top").split()
                         used = (st[3].split("/")[0], st[4].split("/")[0])
+                        # The ioctl's own round trip: a message that only
+                        # sets a value (to its default).
+                        t0 = time.perf_counter()
+                        dm_message("top", "commit_depth 8")
+                        floor.append((time.perf_counter() - t0) * 1000)
                         t0 = time.perf_counter()
                         dm_message("top", "checkpoint")
                         ms = (time.perf_counter() - t0) * 1000
@@ -685,7 +719,10 @@ def checkpoint_bench():
                     res.add("4", "virtio", "checkpoint %d MiB" % mib, p.name,
                             "ms", "ms", ms,
                             "chunks active+hidden %s+%s" % used if used else "")
-            if floor:
+            if floor and cls is Ours:
+                res.add("4", "virtio", "message round trip (commit_depth)",
+                        "ours", "ms", "ms", median(floor))
+            elif floor:
                 res.add("4", "virtio", "QMP round trip (query-status)",
                         "qemu", "ms", "ms", median(floor))
         finally:
