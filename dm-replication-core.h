@@ -102,6 +102,7 @@ struct dmr_core {
 	atomic_t hidden_only;		/* chunks in hidden and not in active */
 	unsigned int nr_checkpoints;
 	unsigned int low_water_mark;	/* 0: none */
+	unsigned int port_copy_chunks;	/* a port first touch copies up to */
 	atomic_t low_water_fired;
 
 	/* In-flight bios, and the gate a new epoch closes to drain them. */

@@ -865,6 +865,32 @@ static void dmr_run_abandon(struct dmr_job *job)
 }
 
 /*
+ * Gives the @n claimed jobs of a run, in chunk order from @head, consecutive
+ * slots of @st.  Never sleeps: a map that has no room made ahead fails it.
+ *
+ * Return: 0, or -ENOSPC with nothing allocated.
+ */
+static int dmr_run_place(struct dmr_core *core, struct dmr_job *head,
+			 struct dmr_store *st, u32 n)
+{
+	struct dmr_job *job;
+	u32 slot;
+
+	if (dmr_store_alloc_slots(st, n, &slot))
+		return -ENOSPC;
+	dmr_check_low_water(core, st);
+
+	for (job = head; job; job = job->run_next) {
+		job->store = st;
+		job->rec.slot = slot++;
+		if (job != head)
+			job->run_head = head;
+	}
+	atomic_set(&head->run_left, n);
+	return 0;
+}
+
+/*
  * Makes a job for every chunk of @bio and claims them all, then gives them
  * consecutive slots of @st: the run's chunks.  Nothing here sleeps: the jobs
  * come without waiting, or the bio takes the chunk by chunk path.
@@ -875,7 +901,7 @@ static struct dmr_job *dmr_run_claim(struct dmr_core *core, struct bio *bio,
 				     struct dmr_store *st, bool port)
 {
 	struct dmr_job *head = NULL, **tail = &head, *job;
-	u32 first, last, chunk, slot;
+	u32 first, last, chunk;
 
 	dmr_bio_chunks(core, bio, &first, &last);
 	if (last >= core->nr_chunks)
@@ -889,18 +915,8 @@ static struct dmr_job *dmr_run_claim(struct dmr_core *core, struct bio *bio,
 		if (!dmr_try_claim(core, job, bio, chunk, port))
 			goto abandon;
 	}
-	if (dmr_store_alloc_slots(st, last - first + 1, &slot))
-		goto abandon;
-	dmr_check_low_water(core, st);
-
-	for (job = head; job; job = job->run_next) {
-		job->store = st;
-		job->rec.slot = slot++;
-		if (job != head)
-			job->run_head = head;
-	}
-	atomic_set(&head->run_left, last - first + 1);
-	return head;
+	if (!dmr_run_place(core, head, st, last - first + 1))
+		return head;
 
 abandon:
 	dmr_run_abandon(head);
@@ -1025,6 +1041,64 @@ static int dmr_port_map_run(struct dmr_core *core, struct bio *bio)
 	return DM_MAPIO_SUBMITTED;
 }
 
+/* Claims @chunk for @bio with a new job, without waiting for anything. */
+static struct dmr_job *dmr_try_job(struct dmr_core *core, struct bio *bio,
+				   u32 chunk)
+{
+	struct dmr_job *job = dmr_job_alloc(core, GFP_NOWAIT | __GFP_NOWARN);
+
+	if (job && !dmr_try_claim(core, job, bio, chunk, true)) {
+		dmr_job_free(job);
+		job = NULL;
+	}
+	return job;
+}
+
+/*
+ * With port_copy_chunks above 1, a port first touch of @chunk copies its
+ * neighbours too: within the aligned group of port_copy_chunks chunks, as
+ * far on each side as they need a copy and nobody holds them.  They make a
+ * run into consecutive slots of hidden, as a port bio over several chunks
+ * does, and a later port write to any of them needs no copy.  QEMU's
+ * copy-before-write copies 64 KiB at a time; this gives ours the same copy
+ * unit with chunks, and so the top's copy-ups, kept small (bench/README.md).
+ * Nothing here sleeps: NULL, with nothing held, sends the bio the one-chunk
+ * way, which waits for the chunk, memory or room as it needs.
+ */
+static struct dmr_job *dmr_port_unit_claim(struct dmr_core *core,
+					   struct bio *bio, u32 chunk)
+{
+	u32 unit = READ_ONCE(core->port_copy_chunks), lo, hi, c, n = 1;
+	struct dmr_job *head, *tail, *job;
+
+	if (unit <= 1)
+		return NULL;
+	head = dmr_try_job(core, bio, chunk);
+	if (!head)
+		return NULL;
+	lo = round_down(chunk, unit);
+	hi = min_t(u64, (u64)lo + unit, core->nr_chunks) - 1;
+	for (tail = head, c = chunk + 1; c <= hi; c++, n++) {
+		job = dmr_try_job(core, bio, c);
+		if (!job)
+			break;
+		tail->run_next = job;
+		tail = job;
+	}
+	for (c = chunk; c-- > lo; n++) {
+		job = dmr_try_job(core, bio, c);
+		if (!job)
+			break;
+		job->run_next = head;
+		head = job;
+	}
+	if (dmr_run_place(core, head, core->hidden, n)) {
+		dmr_run_abandon(head);
+		return NULL;
+	}
+	return head;
+}
+
 static int dmr_port_write_new(struct dmr_core *core, struct bio *bio,
 			      u32 chunk)
 {
@@ -1035,6 +1109,13 @@ static int dmr_port_write_new(struct dmr_core *core, struct bio *bio,
 	/* A copy into hidden needs a persist. */
 	if (dmr_failed(core)) {
 		dmr_fail_bio(bio, -EIO);
+		return DM_MAPIO_SUBMITTED;
+	}
+	job = dmr_port_unit_claim(core, bio, chunk);
+	if (job) {
+		dmr_copy(core, job, core->secondary,
+			 (sector_t)job->rec.chunk << core->chunk_shift,
+			 dmr_cbw_copied, true);
 		return DM_MAPIO_SUBMITTED;
 	}
 	job = dmr_new_job(core, bio, chunk, true, &claim);

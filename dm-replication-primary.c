@@ -90,9 +90,12 @@ static int dmr_parse_feature(const char *name, struct dm_arg_set *as,
 		return 0;
 	}
 	if (strcmp(name, "metadata") && strcmp(name, "region_size")) {
-		*error = strcmp(name, "low_water_mark") ?
-			 "Unrecognised feature argument" :
-			 "Feature of secondary mode: low_water_mark";
+		if (!strcmp(name, "low_water_mark"))
+			*error = "Feature of secondary mode: low_water_mark";
+		else if (!strcmp(name, "port_copy_chunks"))
+			*error = "Feature of secondary mode: port_copy_chunks";
+		else
+			*error = "Unrecognised feature argument";
 		return -EINVAL;
 	}
 	if (!*argc) {

@@ -114,6 +114,12 @@ static const struct dm_arg dmr_low_water_mark_arg = {
 	.error = "Invalid low_water_mark: not a number",
 };
 
+static const struct dm_arg dmr_port_copy_chunks_arg = {
+	.min = 1,
+	.max = DMR_PORT_COPY_CHUNKS_MAX,
+	.error = "Invalid port_copy_chunks: expected a power of two from 1 to 256",
+};
+
 static const struct dm_arg dmr_commit_depth_arg = {
 	.min = 1,
 	.max = DMR_COMMIT_DEPTH_MAX,
@@ -161,15 +167,34 @@ static int dmr_check_no_more_args(struct dm_arg_set *as, char **error)
 	return 0;
 }
 
+/* Reads the value of feature @name, given at most once. */
+static int dmr_read_feature(struct dm_arg_set *as, unsigned int *argc,
+			    const struct dm_arg *arg, char *missing,
+			    bool *seen, unsigned int *value, char **error)
+{
+	if (*seen) {
+		*error = "Duplicate feature argument";
+		return -EINVAL;
+	}
+	if (!*argc) {
+		*error = missing;
+		return -EINVAL;
+	}
+	(*argc)--;
+	*seen = true;
+	return dmr_read_uint(arg, dm_shift_arg(as), value, error);
+}
+
 /**
  * dmr_parse_secondary_features() - parse a secondary table's feature arguments
  * @as: the arguments after <chunk size>: [<#feature args> [<feature arg>]*]
  * @f: filled with the features on success
  * @error: set to a message for ti->error on failure
  *
- * The only feature is "low_water_mark <#free chunks>", so the group holds
- * two words at most.  Unknown or incomplete features and trailing arguments
- * are errors.
+ * The features are "low_water_mark <#free chunks>" and "port_copy_chunks
+ * <#chunks>", each at most once, so the group holds four words at most.
+ * Unknown, repeated or incomplete features and trailing arguments are
+ * errors.
  *
  * Return: 0 on success, -EINVAL with @error set otherwise.
  */
@@ -182,27 +207,33 @@ int dmr_parse_secondary_features(struct dm_arg_set *as,
 	int r;
 
 	memset(f, 0, sizeof(*f));
-	r = dmr_read_feature_group(as, 2, &argc, error);
+	r = dmr_read_feature_group(as, 4, &argc, error);
 	if (r)
 		return r;
 
 	while (argc) {
 		name = dm_shift_arg(as);
 		argc--;
-		if (strcmp(name, "low_water_mark")) {
+		if (!strcmp(name, "low_water_mark")) {
+			r = dmr_read_feature(as, &argc, &dmr_low_water_mark_arg,
+					     "Feature low_water_mark needs a value",
+					     &f->has_low_water_mark,
+					     &f->low_water_mark, error);
+		} else if (!strcmp(name, "port_copy_chunks")) {
+			r = dmr_read_feature(as, &argc, &dmr_port_copy_chunks_arg,
+					     "Feature port_copy_chunks needs a value",
+					     &f->has_port_copy_chunks,
+					     &f->port_copy_chunks, error);
+			if (!r && !is_power_of_2(f->port_copy_chunks)) {
+				*error = dmr_port_copy_chunks_arg.error;
+				r = -EINVAL;
+			}
+		} else {
 			*error = "Unrecognised feature argument";
-			return -EINVAL;
+			r = -EINVAL;
 		}
-		if (!argc) {
-			*error = "Feature low_water_mark needs a value";
-			return -EINVAL;
-		}
-		argc--;
-		r = dmr_read_uint(&dmr_low_water_mark_arg, dm_shift_arg(as),
-				  &f->low_water_mark, error);
 		if (r)
 			return r;
-		f->has_low_water_mark = true;
 	}
 
 	return dmr_check_no_more_args(as, error);
@@ -631,6 +662,9 @@ static int dmr_secondary_preresume(struct dm_target *ti)
 
 	core->low_water_mark = s->features.has_low_water_mark ?
 			       s->features.low_water_mark : 0;
+	/* The port reads it without the table: it may be mapping meanwhile. */
+	WRITE_ONCE(core->port_copy_chunks, s->features.has_port_copy_chunks ?
+					   s->features.port_copy_chunks : 1);
 	mutex_lock(&core->event_lock);
 	core->ti = ti;
 	mutex_unlock(&core->event_lock);
@@ -730,10 +764,12 @@ static void dmr_secondary_status_table(struct dm_target *ti, char *result,
 
 	DMEMIT("secondary %s %s %s %llu", s->secondary->name, s->hidden->name,
 	       s->active->name, (unsigned long long)s->chunk_sectors);
+	DMEMIT(" %u", 2 * (s->features.has_low_water_mark +
+			   s->features.has_port_copy_chunks));
 	if (s->features.has_low_water_mark)
-		DMEMIT(" 2 low_water_mark %u", s->features.low_water_mark);
-	else
-		DMEMIT(" 0");
+		DMEMIT(" low_water_mark %u", s->features.low_water_mark);
+	if (s->features.has_port_copy_chunks)
+		DMEMIT(" port_copy_chunks %u", s->features.port_copy_chunks);
 }
 
 static int dmr_secondary_message(struct dm_target *ti, unsigned int argc,

@@ -49,6 +49,8 @@ enum dmr_msg {
 /* Extents of the failover's merge in flight: the commit_depth message. */
 #define DMR_COMMIT_DEPTH_DEFAULT	8U
 #define DMR_COMMIT_DEPTH_MAX		64U
+/* The most chunks a port's first touch copies at once (port_copy_chunks). */
+#define DMR_PORT_COPY_CHUNKS_MAX	256U
 /* The largest extent the merge copies at once, in sectors (1 MiB). */
 #define DMR_EXTENT_SECTORS		2048U
 
@@ -75,6 +77,8 @@ enum dmr_action {
 struct dmr_secondary_features {
 	bool has_low_water_mark;
 	unsigned int low_water_mark;	/* in free chunks */
+	bool has_port_copy_chunks;
+	unsigned int port_copy_chunks;	/* a power of two */
 };
 
 /*

@@ -195,6 +195,28 @@ static void features_accept_low_water_mark(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, as.argc, 0U);
 }
 
+static void features_accept_port_copy_chunks(struct kunit *test)
+{
+	struct dmr_secondary_features f;
+	struct dm_arg_set both = ARG_SET("4", "port_copy_chunks", "16",
+					 "low_water_mark", "8");
+	struct dm_arg_set one = ARG_SET("2", "port_copy_chunks", "1");
+	char *error = NULL;
+
+	KUNIT_EXPECT_EQ(test, dmr_parse_secondary_features(&both, &f, &error),
+			0);
+	KUNIT_EXPECT_TRUE(test, f.has_port_copy_chunks);
+	KUNIT_EXPECT_EQ(test, f.port_copy_chunks, 16U);
+	KUNIT_EXPECT_TRUE(test, f.has_low_water_mark);
+	KUNIT_EXPECT_EQ(test, f.low_water_mark, 8U);
+	KUNIT_EXPECT_EQ(test, dmr_parse_secondary_features(&one, &f, &error),
+			0);
+	KUNIT_EXPECT_TRUE(test, f.has_port_copy_chunks);
+	KUNIT_EXPECT_EQ(test, f.port_copy_chunks, 1U);
+	KUNIT_EXPECT_FALSE(test, f.has_low_water_mark);
+	KUNIT_EXPECT_NULL(test, error);
+}
+
 struct feature_case {
 	unsigned int argc;
 	char *argv[5];
@@ -204,6 +226,17 @@ struct feature_case {
 static const struct feature_case bad_features[] = {
 	{ 1, { "x" }, "Invalid number of feature arguments" },
 	{ 1, { "3" }, "Invalid number of feature arguments" },
+	{ 1, { "6" }, "Invalid number of feature arguments" },
+	{ 2, { "1", "port_copy_chunks" },
+	  "Feature port_copy_chunks needs a value" },
+	{ 3, { "2", "port_copy_chunks", "0" },
+	  "Invalid port_copy_chunks: expected a power of two from 1 to 256" },
+	{ 3, { "2", "port_copy_chunks", "12" },
+	  "Invalid port_copy_chunks: expected a power of two from 1 to 256" },
+	{ 3, { "2", "port_copy_chunks", "512" },
+	  "Invalid port_copy_chunks: expected a power of two from 1 to 256" },
+	{ 3, { "2", "port_copy_chunks", "4294967312" },
+	  "Invalid port_copy_chunks: expected a power of two from 1 to 256" },
 	{ 2, { "1", "low_water_mark" }, "Feature low_water_mark needs a value" },
 	{ 3, { "2", "low_water_mark", "many" },
 	  "Invalid low_water_mark: not a number" },
@@ -242,12 +275,17 @@ static void features_reject_duplicates(struct kunit *test)
 	struct dmr_secondary_features f;
 	struct dm_arg_set as = ARG_SET("4", "low_water_mark", "1",
 				       "low_water_mark", "2");
+	struct dm_arg_set pc = ARG_SET("4", "port_copy_chunks", "2",
+				       "port_copy_chunks", "2");
 	char *error = NULL;
 
-	/* The group allows two words only: four is already too many. */
 	KUNIT_EXPECT_EQ(test, dmr_parse_secondary_features(&as, &f, &error),
 			-EINVAL);
-	KUNIT_EXPECT_STREQ(test, error, "Invalid number of feature arguments");
+	KUNIT_EXPECT_STREQ(test, error, "Duplicate feature argument");
+	error = NULL;
+	KUNIT_EXPECT_EQ(test, dmr_parse_secondary_features(&pc, &f, &error),
+			-EINVAL);
+	KUNIT_EXPECT_STREQ(test, error, "Duplicate feature argument");
 }
 
 static void no_features_accepts_only_empty(struct kunit *test)
@@ -1493,6 +1531,8 @@ static const struct primary_feature_case bad_primary_features[] = {
 	{ 2, { "1", "SYNC_ALL" }, "Unrecognised feature argument" },
 	{ 3, { "2", "low_water_mark", "8" },
 	  "Feature of secondary mode: low_water_mark" },
+	{ 3, { "2", "port_copy_chunks", "16" },
+	  "Feature of secondary mode: port_copy_chunks" },
 	{ 2, { "1", "metadata" }, "Feature needs an argument" },
 	{ 2, { "1", "region_size" }, "Feature needs an argument" },
 	{ 3, { "2", "region_size", "4" },
@@ -1716,6 +1756,7 @@ static struct kunit_case dmr_parse_cases[] = {
 	KUNIT_CASE(layout_fits_the_device_for_every_size),
 	KUNIT_CASE(features_accept_none_and_empty),
 	KUNIT_CASE(features_accept_low_water_mark),
+	KUNIT_CASE(features_accept_port_copy_chunks),
 	KUNIT_CASE(features_reject_bad_groups),
 	KUNIT_CASE(features_reject_duplicates),
 	KUNIT_CASE(no_features_accepts_only_empty),

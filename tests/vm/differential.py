@@ -245,6 +245,11 @@ class Differential:
         self.nr_chunks = (self.top_len + self.chunk - 1) // self.chunk
         self.top_table = "0 %d replication secondary %s %s %s %d" % (
             self.top_len, a.secondary, a.hidden, a.active, self.chunk)
+        # A port first touch may copy the chunks around it too, within
+        # their aligned group of this many.
+        self.unit = a.port_copy_chunks
+        if self.unit > 1:
+            self.top_table += " 2 port_copy_chunks %d" % self.unit
         self.port_table = "0 %d replication port %s" % (self.port_len,
                                                         a.secondary)
         self.dm = DmControl()
@@ -431,7 +436,9 @@ class Differential:
             if c < self.nr_chunks and c not in self.active:
                 self.hidden.add(c)
             if c < self.nr_chunks:
-                self.hidden_max.add(c)
+                lo = c - c % self.unit
+                self.hidden_max.update(range(lo, min(lo + self.unit,
+                                                     self.nr_chunks)))
         self.stats["port writes"] += 1
 
     def read(self, which):
@@ -461,7 +468,11 @@ class Differential:
 
     def check_status(self, why):
         st = self.dm.status(self.a.top).split()
-        want_commit = len(self.active) + len(self.hidden - self.active)
+        # Chunks to commit: active's, and hidden's that active lacks (with a
+        # copy unit, hidden may hold chunks no port write touched).
+        want_commit = (len(self.active | self.hidden),
+                       len(self.active | self.hidden_max) if self.unit > 1
+                       else len(self.active | self.hidden))
         if self.a.failover and self.state == "done" and \
                 not self.fo["ckpt_bumped"] and len(st) > 8 and \
                 st[8] == str(self.nr_checkpoints + 1):
@@ -477,16 +488,20 @@ class Differential:
                   int(st[6].split("/")[0]) == len(self.active) and
                   len(self.hidden) <= used_hidden <= len(self.hidden_max) and
                   int(st[8]) == self.nr_checkpoints and
-                  int(st[9]) == want_commit)
+                  want_commit[0] <= int(st[9]) <= want_commit[1])
         except (IndexError, ValueError):
             ok = False
         if not ok:
             self.fail("STATUS MISMATCH (%s): top status '%s'; expected "
                       "state %s, error 0, used active %d, used hidden %d..%d, "
-                      "%d checkpoints, %d chunks to commit"
+                      "%d checkpoints, %d..%d chunks to commit"
                       % (why, " ".join(st), self.state, len(self.active),
                          len(self.hidden), len(self.hidden_max),
-                         self.nr_checkpoints, want_commit))
+                         self.nr_checkpoints, *want_commit))
+        if ok and used_hidden > len(self.hidden | (self.hidden_max &
+                                                  self.active)):
+            # Only a copy unit copies chunks that no port write touched.
+            self.stats["unit copies seen"] += 1
         if self.port is None:
             self.stats["status checks"] += 1
             return
@@ -991,6 +1006,10 @@ class Differential:
                    "dropped": False, "recreated": False, "in_failover": 0,
                    "done_at": None, "ev_failover": None,
                    "ckpt_bumped": False}
+        if self.unit > 1:
+            # Hidden's extra copies are merged too (check_status() has
+            # checked the count against the model's bounds).
+            self.fo["chunks"] = int(st[9])
         self.fo_sec = bytes(self.sec_model)
         if self.a.model_bug == "port-wins":
             # A wrong model: the primary's writes win over the top's view.
@@ -1154,16 +1173,21 @@ class Differential:
             raise Failure("%d failures, the first at %s"
                           % (len(self.soft_fails), self.soft_fails[0]))
         s = self.stats
+        if self.unit > 1 and not s["unit copies seen"]:
+            raise Failure("port_copy_chunks %d: no status check saw hidden "
+                          "hold a chunk that no port write touched"
+                          % self.unit)
         print("seed %d: %d ops (%d top writes, %d port writes, %d reads, "
               "%d checkpoints, %d reloads): 0 mismatches"
               % (self.seed, self.a.nops, s["top writes"], s["port writes"],
                  s["reads"], s["checkpoints"], s["reloads"]))
         print("# seed %d: chunk %d, top %d sectors, port %d sectors (%s); "
-              "%d suspends, %d fsyncs, %d status checks, %d full compares; "
-              "%.1fs" % (self.seed, self.chunk, self.top_len, self.port_len,
-                         queue, s["suspends"], s["fsyncs"],
-                         s["status checks"], s["full compares"],
-                         time.monotonic() - t0))
+              "%d suspends, %d fsyncs, %d status checks (%d saw a copy unit's "
+              "extra chunks), %d full compares; %.1fs"
+              % (self.seed, self.chunk, self.top_len, self.port_len, queue,
+                 s["suspends"], s["fsyncs"], s["status checks"],
+                 s["unit copies seen"], s["full compares"],
+                 time.monotonic() - t0))
         if self.a.failover:
             print("# seed %d: failover of %d chunks (commit_depth %d): "
                   "message %.0f ms, commit %.2fs; during it %d ops (%d top "
@@ -1216,6 +1240,8 @@ def main():
                    "dm-delay replaces it during the merge")
     p.add_argument("--slow-ms", type=int, default=3,
                    help="failover: write delay of --slow-dm")
+    p.add_argument("--port-copy-chunks", type=int, default=1,
+                   help="the top table's port_copy_chunks (1: none given)")
     p.add_argument("--model-bug", choices=["none", "drop-write",
                                            "port-wins"], default="none",
                    help="break the model on purpose (the test must fail)")

@@ -44,7 +44,13 @@ bad "secondary $SEC $HID $ACT 0" "Invalid chunk size: not a power of two"
 bad "secondary $SEC $HID $ACT 4" "Invalid chunk size: must be 8 to 2048 sectors"
 bad "secondary $SEC $HID $ACT 4096" "Invalid chunk size: must be 8 to 2048 sectors"
 bad "secondary $SEC $HID $ACT 8 1 bogus" "Unrecognised feature argument"
-bad "secondary $SEC $HID $ACT 8 3 low_water_mark 1 x" "Invalid number of feature arguments"
+bad "secondary $SEC $HID $ACT 8 3 low_water_mark 1 x" "Unrecognised feature argument"
+bad "secondary $SEC $HID $ACT 8 5 low_water_mark 1 port_copy_chunks 2 x" "Invalid number of feature arguments"
+bad "secondary $SEC $HID $ACT 8 4 low_water_mark 1 low_water_mark 2" "Duplicate feature argument"
+bad "secondary $SEC $HID $ACT 8 2 port_copy_chunks 3" \
+	"Invalid port_copy_chunks: expected a power of two from 1 to 256"
+bad "secondary $SEC $HID $ACT 8 2 port_copy_chunks 512" \
+	"Invalid port_copy_chunks: expected a power of two from 1 to 256"
 bad "secondary $SEC $HID $ACT 8 x" "Invalid number of feature arguments"
 bad "secondary $SEC $HID $ACT 8 2 low_water_mark" "Invalid number of feature arguments"
 bad "secondary $SEC $HID $ACT 8 2 low_water_mark x" "Invalid low_water_mark: not a number"
@@ -114,11 +120,11 @@ else
 fi
 
 # Reload of the same top with features, then resume: the session carries over.
-dmsetup reload top --table "0 $S replication secondary $SEC $HID $ACT 8 2 low_water_mark 16" ||
+dmsetup reload top --table "0 $S replication secondary $SEC $HID $ACT 8 4 port_copy_chunks 16 low_water_mark 16" ||
 	not_ok "reload of top refused"
 dmsetup resume top || not_ok "resume after reload"
 check_eq "$(dmsetup table top)" \
-	"0 $S replication secondary $(devno $SEC) $(devno $HID) $(devno $ACT) 8 2 low_water_mark 16" \
+	"0 $S replication secondary $(devno $SEC) $(devno $HID) $(devno $ACT) 8 4 low_water_mark 16 port_copy_chunks 16" \
 	"reloaded table prints its feature arguments"
 check_eq "$(dmsetup status port)" "0 $S replication port running 0" \
 	"port keeps its session across the top's reload"

@@ -12,7 +12,8 @@
 # 8 MiB secondary; then seed 6 with 32 KiB chunks and a top 72 sectors short
 # of the secondary: its last chunk is partial (56 sectors) and the port, at
 # full length, also writes past it (the sectors beyond the top's length, and
-# a whole chunk beyond its last).
+# a whole chunk beyond its last); then seed 7, 2000 ops, 4 KiB chunks with
+# "port_copy_chunks 4" (a port first touch copies the chunks around it too).
 #
 # Two backends: brd (no write cache: the block layer drops flushes and FUA
 # before they reach dm) and the virtio scratch disks (write-back cache, so
@@ -25,6 +26,7 @@
 # exports these and runs this script):
 #   DIFF_SEEDS="1 4" DIFF_OPS=300 DIFF_TAIL_SEED=6 DIFF_TAIL_OPS=300
 #   DIFF_TAIL_SEED= (no tail-chunk seed)  DIFF_VIRTIO_SEEDS="4 5 6"
+#   DIFF_UNIT_SEED= (no copy-unit seed)  DIFF_UNIT_OPS=300
 . "$REPO/tests/vm/lib.sh"
 
 SEEDS=${DIFF_SEEDS-1 2 3 4 5}
@@ -33,6 +35,8 @@ CHUNK=${DIFF_CHUNK:-8}
 TAIL_SEED=${DIFF_TAIL_SEED-6}
 TAIL_OPS=${DIFF_TAIL_OPS:-$OPS}
 TAIL_CHUNK=${DIFF_TAIL_CHUNK:-64}
+UNIT_SEED=${DIFF_UNIT_SEED-7}
+UNIT_OPS=${DIFF_UNIT_OPS:-$OPS}
 VIRTIO_SEEDS=" ${DIFF_VIRTIO_SEEDS-4 5 6} "
 SEC_SECTORS=$((${DIFF_SEC_MIB:-8} * 2048))
 STORE_SECTORS=$((16 * 2048))
@@ -76,6 +80,9 @@ done
 if [ -n "$TAIL_SEED" ]; then
 	run_seed "$TAIL_SEED" "$TAIL_OPS" "$TAIL_CHUNK" \
 		--top-len $((SEC_SECTORS - 72)) --port-len $SEC_SECTORS
+fi
+if [ -n "$UNIT_SEED" ]; then
+	run_seed "$UNIT_SEED" "$UNIT_OPS" "$CHUNK" --port-copy-chunks 4
 fi
 
 dm_remove_all

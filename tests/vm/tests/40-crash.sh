@@ -26,7 +26,8 @@
 #  (d) the secondary device holds every flushed port write and nothing else,
 #      and the top never shows a port write made after the durable checkpoint.
 # The rounds of a session go on from the state the previous reload left; two
-# sessions (chunk sizes 4 KiB and 16 KiB), then a cut right after "stop".
+# sessions (chunk sizes 4 KiB and 16 KiB, the second with port_copy_chunks
+# 4), then a cut right after "stop".
 #
 # A round that fails copies its log to $OUT/40-crash.round<N>.json.
 . "$REPO/tests/vm/lib.sh"
@@ -44,8 +45,9 @@ trap 'dm_remove_all' EXIT
 modprobe dm-flakey 2>/dev/null
 dmsetup targets | grep -q '^flakey' || { echo "# no dm-flakey"; exit 77; }
 
+FEATURES=0
 load_top() {
-	dmsetup create top --table "0 $SEC_LEN replication secondary $SEC $HID $ACT $CHUNK" ||
+	dmsetup create top --table "0 $SEC_LEN replication secondary $SEC $HID $ACT $CHUNK $FEATURES" ||
 		return 1
 	dmsetup create port --table "0 $SEC_LEN replication port $SEC"
 }
@@ -90,7 +92,12 @@ round 3 ckpt-cut
 round 4 nockpt 0.003
 round 5 ckpt-cut
 
+# 16 KiB chunks, and a port copy unit of four: a port first touch copies
+# up to 64 KiB into hidden, persisted before the port's write goes on.
+FEATURES="2 port_copy_chunks 4"
 new_session 32
+check_eq "$(dmsetup table top | cut -d' ' -f9-)" "2 port_copy_chunks 4" \
+	"the second session's table has the copy unit"
 round 6 random
 round 7 ckpt-cut
 round 8 nockpt 0.003
@@ -99,6 +106,7 @@ round 10 ckpt-cut
 
 # Stores without a volatile write cache (brd): a flush of the top must still
 # commit the stores' metadata.
+FEATURES=0
 ram_disks 1 $((DISK_LEN / 2048))
 crash_disk /dev/ram0
 new_session 8
