@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 
 PEERS = ["raw", "linear", "snapshot", "thin", "ours", "raw-nbd", "ours-nbd",
-         "ours64-nbd", "qemu"]
+         "ours64-nbd", "ours-unit-nbd", "qemu"]
 RATIOS = {   # figure: (numerator, denominator) pairs shown beside the table
     "1": [("ours", "raw"), ("ours", "linear"), ("ours", "snapshot"),
           ("ours", "thin"), ("ours-nbd", "qemu"), ("ours-nbd", "raw-nbd")],
@@ -25,7 +25,7 @@ RATIOS = {   # figure: (numerator, denominator) pairs shown beside the table
           ("ours", "thin"), ("ours-nbd", "qemu"), ("ours-nbd", "raw-nbd")],
     "3": [("ours", "raw"), ("ours", "linear"), ("ours", "snapshot"),
           ("ours-nbd", "qemu"), ("ours-nbd", "raw-nbd"),
-          ("ours64-nbd", "qemu")],
+          ("ours64-nbd", "qemu"), ("ours-unit-nbd", "qemu")],
     "7": [("ours", "raw"), ("ours", "linear"), ("ours", "snapshot"),
           ("ours", "thin"), ("ours-nbd", "qemu")],
 }
@@ -49,6 +49,7 @@ store, SPARE = thin metadata):
 | raw-nbd | SEC through qemu-nbd (fio's nbd engine) |
 | ours-nbd | top and port through qemu-nbd (fio's nbd engine) |
 | ours64-nbd | ours-nbd with 64 KiB chunks, figure 3 only: QEMU's copy unit (its backup job copies at least 64 KiB on a port first touch: in QEMU 7.2 the larger of 64 KiB and its qcow2 cluster; bench/README.md) |
+| ours-unit-nbd | ours-nbd with the table feature `port_copy_chunks 16`, figure 3 only: 4 KiB chunks, and a port first touch copies the 64 KiB around it (QEMU's copy unit), while the top's copy-ups stay 4 KiB |
 | qemu | QEMU's replication driver (`qemu-system-x86_64 -M none`, QMP): qcow2 active and hidden ({cluster} clusters) on ACT and HID over SEC; its top node and SEC node exported by its NBD server (fio's nbd engine) |
 
 "First touch" runs right after a reset: a checkpoint for ours and qemu, a
@@ -217,11 +218,11 @@ def ckpt_table(d, out):
     if mr is not None and fd is not None and wd is not None:
         out.append("\nWhat ours cannot go below: the DM_TARGET_MSG round trip "
                    "of a message that only sets a value (`commit_depth`), %s "
-                   "ms; on the spare virtio disk a flush, %s ms, and a 4 KiB "
-                   "O_DSYNC write (virtio-blk has no FUA: a write and a "
-                   "flush), %s ms. A checkpoint flushes the secondary and "
-                   "then writes hidden's header with FUA: %s ms in all "
-                   "(medians)." % (fmt(mr, "ms"), fmt(fd, "ms"), fmt(wd, "ms"),
+                   "ms; and on the spare virtio disk, right after each of ours, a "
+                   "flush, %s ms, then a 4 KiB O_DSYNC write (virtio-blk has "
+                   "no FUA: a write and a flush), %s ms. A checkpoint "
+                   "flushes the secondary and then writes hidden's header "
+                   "with FUA: %s ms in all (medians)." % (fmt(mr, "ms"), fmt(fd, "ms"), fmt(wd, "ms"),
                                    fmt(mr + fd + wd, "ms")))
     out.append("")
 
@@ -431,7 +432,9 @@ def ratio_text(d, fig, dev, w, a, b):
 # denominator, target ratio, [(peer, what its ratio over the denominator
 # shows)] beside it).
 PORT_BESIDE = [("raw-nbd", "the transport's own ceiling"),
-               ("ours64-nbd", "at QEMU's copy unit (ours with 64 KiB chunks)")]
+               ("ours64-nbd", "at QEMU's copy unit (ours with 64 KiB chunks)"),
+               ("ours-unit-nbd", "at QEMU's copy unit over 4 KiB chunks "
+                "(port_copy_chunks 16)")]
 IO_GOALS = [
     ("port 4 KiB first touch QD1 through NBD: ours-nbd ≥ 1.0× qemu", "3",
      "port randwrite 4k qd1 first", "ours-nbd", "qemu", 1.0, PORT_BESIDE),

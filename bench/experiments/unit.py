@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-only
 """The copy unit of a port first touch (unit.sh): QEMU's replication driver
-against ours with 4 KiB and with 64 KiB chunks, each through NBD, on virtio
-and on brd.  The jobs are figure 3's first-touch jobs (4 KiB random writes
+against ours with 4 KiB and with 64 KiB chunks, and with 4 KiB chunks and
+port_copy_chunks 16, each through NBD, on virtio and on brd.  The jobs are figure 3's first-touch jobs (4 KiB random writes
 that write every block of the region once, QD1 over 8 MiB, QD32 over
 32 MiB, after a reset).  Beside the IOPS, on virtio (brd keeps no I/O
 statistics), what the job read from the secondary device and wrote to the
@@ -20,7 +20,7 @@ import bench  # noqa: E402
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 
 
-PEERS = [bench.Qemu, bench.OursNbd, bench.Ours64Nbd]
+PEERS = [bench.Qemu, bench.OursNbd, bench.Ours64Nbd, bench.OursUnitNbd]
 
 
 def stat(dev):

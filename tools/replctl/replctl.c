@@ -776,7 +776,7 @@ static const char usage_text[] =
 "Usage: replctl COMMAND [ARGS]\n"
 "\n"
 "  secondary create NAME --secondary DEV --hidden DEV --active DEV\n"
-"                        [--chunk SIZE] [--low-water-mark N]\n"
+"                        [--chunk SIZE] [--low-water-mark N] [--port-copy SIZE]\n"
 "  primary create NAME --local DEV --remote DEV [--metadata DEV]\n"
 "                      [--region-size SIZE] [--sync-all]\n"
 "  primary reload NAME --remote DEV [--metadata DEV] [--region-size SIZE]\n"
@@ -798,13 +798,13 @@ static const char usage_text[] =
 
 struct opts {
 	const char *secondary, *hidden, *active, *local, *remote, *metadata;
-	const char *chunk, *lwm, *region, *until;
+	const char *chunk, *lwm, *port_copy, *region, *until;
 	bool sync_all, wait, json, yes, nolockfs;
 	int nargs;
 	char **args;
 };
 
-enum { O_SECONDARY = 256, O_HIDDEN, O_ACTIVE, O_CHUNK, O_LWM, O_LOCAL, O_REMOTE,
+enum { O_SECONDARY = 256, O_HIDDEN, O_ACTIVE, O_CHUNK, O_LWM, O_PORT_COPY, O_LOCAL, O_REMOTE,
 	O_METADATA, O_REGION, O_SYNC_ALL, O_WAIT, O_JSON, O_UNTIL, O_YES, O_NOLOCKFS, O_HELP };
 
 static const struct option all_options[] = {
@@ -813,6 +813,7 @@ static const struct option all_options[] = {
 	{ "active", required_argument, NULL, O_ACTIVE },
 	{ "chunk", required_argument, NULL, O_CHUNK },
 	{ "low-water-mark", required_argument, NULL, O_LWM },
+	{ "port-copy", required_argument, NULL, O_PORT_COPY },
 	{ "local", required_argument, NULL, O_LOCAL },
 	{ "remote", required_argument, NULL, O_REMOTE },
 	{ "metadata", required_argument, NULL, O_METADATA },
@@ -859,6 +860,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, const int *allowed
 		case O_ACTIVE: o->active = optarg; break;
 		case O_CHUNK: o->chunk = optarg; break;
 		case O_LWM: o->lwm = optarg; break;
+		case O_PORT_COPY: o->port_copy = optarg; break;
 		case O_LOCAL: o->local = optarg; break;
 		case O_REMOTE: o->remote = optarg; break;
 		case O_METADATA: o->metadata = optarg; break;
@@ -970,9 +972,11 @@ static int create(const char *name, uint64_t len, const char *params)
 
 static int cmd_secondary(int argc, char **argv)
 {
-	static const int allowed[] = { O_SECONDARY, O_HIDDEN, O_ACTIVE, O_CHUNK, O_LWM, 0 };
-	char params[512], port[DM_NAME_LEN + 8], why[1024];
-	uint64_t chunk = DEFAULT_CHUNK, lwm = 0, size, junk;
+	static const int allowed[] = { O_SECONDARY, O_HIDDEN, O_ACTIVE, O_CHUNK, O_LWM,
+				       O_PORT_COPY, 0 };
+	char params[512], feat[96] = "", port[DM_NAME_LEN + 8], why[1024];
+	uint64_t chunk = DEFAULT_CHUNK, lwm = 0, copy = 0, size, junk;
+	int nfeat = 0;
 	const char *name;
 	struct opts o;
 	int r;
@@ -994,6 +998,10 @@ static int cmd_secondary(int argc, char **argv)
 	if (o.lwm && !parse_u64(o.lwm, &lwm))
 		return fail(EX_USAGE, "secondary create: --low-water-mark %s: expected a number of chunks",
 			    o.lwm);
+	if (o.port_copy && (!parse_size(o.port_copy, &copy) || !power_of_two(copy) ||
+			    copy < chunk || copy / chunk > 256))
+		return fail(EX_USAGE, "secondary create: --port-copy %s: expected a power of two "
+			    "from the chunk size to 256 chunks", o.port_copy);
 	if (strlen(name) + 6 > DM_NAME_LEN)
 		return fail(EX_USAGE, "secondary create: %s: name too long", name);
 	if ((r = blockdev_size(o.secondary, "secondary device", &size)) ||
@@ -1007,12 +1015,17 @@ static int cmd_secondary(int argc, char **argv)
 		return fail(EX_FAIL, "%s: a device of that name exists already", name);
 	if (dev_exists(port))
 		return fail(EX_FAIL, "%s: a device of that name exists already", port);
-	if (o.lwm)
-		snprintf(params, sizeof(params), "secondary %s %s %s %" PRIu64 " 2 low_water_mark %" PRIu64,
-			 o.secondary, o.hidden, o.active, chunk / 512, lwm);
-	else
-		snprintf(params, sizeof(params), "secondary %s %s %s %" PRIu64, o.secondary,
-			 o.hidden, o.active, chunk / 512);
+	if (o.lwm) {
+		snprintf(feat, sizeof(feat), " low_water_mark %" PRIu64, lwm);
+		nfeat += 2;
+	}
+	if (o.port_copy) {
+		snprintf(feat + strlen(feat), sizeof(feat) - strlen(feat),
+			 " port_copy_chunks %" PRIu64, copy / chunk);
+		nfeat += 2;
+	}
+	snprintf(params, sizeof(params), "secondary %s %s %s %" PRIu64 " %d%s", o.secondary,
+		 o.hidden, o.active, chunk / 512, nfeat, feat);
 	r = create(name, size / 512, params);
 	if (r)
 		return r;

@@ -111,11 +111,17 @@ expect 3 "/dev/nonexistent" "create over a missing device" \
 # ---- 2. secondary create, status -------------------------------------------------------
 dmsetup create other --table "0 8 zero" || die "cannot create other"
 expect 3 "not a replication device" "status of a zero device" $RC status other
+expect 2 "--port-copy 96k: expected a power of two from the chunk size to 256 chunks" \
+	"a port copy unit that is no power of two" $RC secondary create top --secondary $SEC \
+	--hidden $HID --active $ACT --port-copy 96k
+expect 2 "--port-copy 32k: expected a power of two from the chunk size to 256 chunks" \
+	"a port copy unit below the chunk" $RC secondary create top --secondary $SEC \
+	--hidden $HID --active $ACT --port-copy 32k
 expect 0 "" "secondary create" $RC secondary create top --secondary $SEC --hidden $HID \
-	--active $ACT --low-water-mark 16
+	--active $ACT --low-water-mark 16 --port-copy 64k
 check_eq "$(dmsetup table top)" \
-	"0 $S replication secondary $(devno $SEC) $(devno $HID) $(devno $ACT) 128 2 low_water_mark 16" \
-	"the top's table: length, default chunk 64 KiB (128 sectors), low water mark"
+	"0 $S replication secondary $(devno $SEC) $(devno $HID) $(devno $ACT) 128 4 low_water_mark 16 port_copy_chunks 1" \
+	"the top's table: length, default chunk 64 KiB (128 sectors), low water mark, port copy unit"
 check_eq "$(dmsetup table top-port)" "0 $S replication port $(devno $SEC)" "the port's table"
 expect 1 "top: a device of that name exists" "create over an existing name" \
 	$RC secondary create top --secondary $SEC --hidden $HID --active $ACT
