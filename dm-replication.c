@@ -167,7 +167,10 @@ static int dmr_check_no_more_args(struct dm_arg_set *as, char **error)
 	return 0;
 }
 
-/* Reads the value of feature @name, given at most once. */
+/*
+ * Reads the value of a feature whose name was just shifted: @missing is the
+ * error when no value follows, and @seen says whether it came before.
+ */
 static int dmr_read_feature(struct dm_arg_set *as, unsigned int *argc,
 			    const struct dm_arg *arg, char *missing,
 			    bool *seen, unsigned int *value, char **error)
