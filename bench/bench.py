@@ -133,6 +133,15 @@ def dm_status(name):
     return dmstatus.status(CTL, name)
 
 
+def rotated(peers, rounds):
+    """(round, peer) pairs for ROUNDS rounds of PEERS, round r starting at
+    peer r modulo their count: no peer always runs first (experiments)."""
+    for rnd in range(1, rounds + 1):
+        k = rnd % len(peers)
+        for peer in peers[k:] + peers[:k]:
+            yield rnd, peer
+
+
 def median(v):
     return statistics.median(v) if v else None
 

@@ -67,10 +67,8 @@ def main():
     for kind in os.environ.get("KINDS", "virtio brd").split():
         d = bench.Devices(kind)
         d.prefill()
-        for rnd in range(1, ROUNDS + 1):
-            k = rnd % len(PEERS)
-            for peer in PEERS[k:] + PEERS[:k]:
-                one(d, peer, rnd)
+        for rnd, peer in bench.rotated(PEERS, ROUNDS):
+            one(d, peer, rnd)
     print("ok - done")
 
 

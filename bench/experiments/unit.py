@@ -60,10 +60,8 @@ def main():
     for kind in ("virtio", "brd"):
         d = bench.Devices(kind)
         d.prefill()
-        for rnd in range(1, ROUNDS + 1):
-            k = rnd % len(PEERS)
-            for cls in PEERS[k:] + PEERS[:k]:
-                one(d, cls, rnd)
+        for rnd, cls in bench.rotated(PEERS, ROUNDS):
+            one(d, cls, rnd)
     print("ok - done")
 
 
