@@ -218,12 +218,13 @@ def ckpt_table(d, out):
     if mr is not None and fd is not None and wd is not None:
         out.append("\nWhat ours cannot go below: the DM_TARGET_MSG round trip "
                    "of a message that only sets a value (`commit_depth`), %s "
-                   "ms; and on the spare virtio disk, right after each of ours, a "
-                   "flush, %s ms, then a 4 KiB O_DSYNC write (virtio-blk has "
-                   "no FUA: a write and a flush), %s ms. A checkpoint "
-                   "flushes the secondary and then writes hidden's header "
-                   "with FUA: %s ms in all (medians)." % (fmt(mr, "ms"), fmt(fd, "ms"), fmt(wd, "ms"),
-                                   fmt(mr + fd + wd, "ms")))
+                   "ms; and on the spare virtio disk, right after each of "
+                   "ours, a flush, %s ms, then a 4 KiB O_DSYNC write "
+                   "(virtio-blk has no FUA: a write and a flush), %s ms. A "
+                   "checkpoint flushes the secondary and then writes hidden's "
+                   "header with FUA: %s ms in all (medians)."
+                   % (fmt(mr, "ms"), fmt(fd, "ms"), fmt(wd, "ms"),
+                      fmt(mr + fd + wd, "ms")))
     out.append("")
 
 
