@@ -264,6 +264,7 @@ struct repl {
 	char dev[3][64];		/* secondary hidden active | local remote | secondary */
 	uint64_t chunk;			/* sectors */
 	int64_t lwm;			/* -1: none */
+	uint64_t port_copy;		/* chunks a port first touch copies */
 	char meta[64];
 	uint64_t region;		/* sectors */
 	bool sync_all;
@@ -440,9 +441,12 @@ static void parse_table(struct repl *r)
 			snprintf(r->dev[i], sizeof(r->dev[i]), "%s", w[i + 1]);
 		if (n > 4)
 			r->chunk = strtoull(w[4], NULL, 10);
+		r->port_copy = 1;
 		for (i = 6; i + 1 < n; i++)
 			if (!strcmp(w[i], "low_water_mark"))
 				r->lwm = strtoll(w[i + 1], NULL, 10);
+			else if (!strcmp(w[i], "port_copy_chunks"))
+				r->port_copy = strtoull(w[i + 1], NULL, 10);
 		break;
 	case M_PORT:
 		if (n > 1)
@@ -678,6 +682,8 @@ static void print_json(const struct repl *r)
 			printf("  \"low_water_mark\": %" PRId64 ",\n", r->lwm);
 		else
 			puts("  \"low_water_mark\": null,");
+		snprintf(extra, sizeof(extra), "\"chunks\": %" PRIu64 ", ", r->port_copy);
+		json_bytes("port_copy", r->port_copy * cb, extra);
 		json_kv_str("secondary_dev", r->dev[0], true);
 		json_kv_str("hidden_dev", r->dev[1], true);
 		json_kv_str("active_dev", r->dev[2], true);
@@ -741,6 +747,8 @@ static void print_text(const struct repl *r)
 			printf(FIELD "%" PRId64 " chunks\n", "low_water_mark", r->lwm);
 		else
 			printf(FIELD "none\n", "low_water_mark");
+		printf(FIELD "%" PRIu64 " chunks, %s\n", "port_copy", r->port_copy,
+		       human(r->port_copy * cb));
 		printf(FIELD "%s\n", "secondary_dev", r->dev[0]);
 		printf(FIELD "%s\n", "hidden_dev", r->dev[1]);
 		printf(FIELD "%s\n", "active_dev", r->dev[2]);

@@ -132,11 +132,12 @@ dd if=/dev/urandom of=/dev/mapper/top-port bs=64k count=1 seek=100 oflag=direct 
 	not_ok "write to the port"
 expect 0 "" "status top" $RC status top
 for f in state error active hidden checkpoints to_commit chunk_size low_water_mark \
-	secondary_dev hidden_dev active_dev; do
+	port_copy secondary_dev hidden_dev active_dev; do
 	grep -qE "^  $f +" "$TMPDIR/out" || not_ok "status top has no field $f"
 done
 grep -qE '^  active +32/[0-9]+ slots, 2 MiB of ' "$TMPDIR/out" && ok "status: active in slots and MiB" ||
 	not_ok "status active: $(grep active "$TMPDIR/out")"
+cp "$TMPDIR/out" "$TMPDIR/top.txt"
 expect 0 "" "status top --json" $RC status top --json
 mv "$TMPDIR/out" "$TMPDIR/top.json"
 expect 0 "" "status --json of everything" $RC status --json
@@ -152,6 +153,7 @@ print((d["mode"], d["state"], d["error"], d["chunk_size"]["bytes"], d["active"][
 print(d["active"]["used_human"])
 print(sorted((x["name"], x["mode"]) for x in a))
 print([x["copies"] for x in a if x["mode"] == "port"][0])
+print((d["port_copy"]["chunks"], d["port_copy"]["bytes"]))
 PY
 	ok "status --json is valid JSON (one object, and an array)"
 else
@@ -164,6 +166,9 @@ check_eq "$(line 2)" "2 MiB" "human units"
 check_eq "$(line 3)" "[('top', 'secondary'), ('top-port', 'port')]" \
 	"status without a name: the replication devices only"
 check_eq "$(line 4)" 1 "the port's copies field"
+check_eq "$(line 5)" "(1, 65536)" "status --json: the port's copy unit (--port-copy 64k)"
+grep -qE '^  port_copy +1 chunks, 64 KiB$' "$TMPDIR/top.txt" && ok "status: port_copy in chunks and KiB" ||
+	not_ok "status port_copy: $(grep port_copy "$TMPDIR/top.txt")"
 expect 0 "" "status of everything (text)" $RC status
 grep -q "^top-port: replication port" "$TMPDIR/out" && ! grep -q "^other" "$TMPDIR/out" &&
 	ok "text status lists top-port, not other" || not_ok "status: $(cat "$TMPDIR/out")"
