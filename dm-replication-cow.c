@@ -26,6 +26,7 @@
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
+#include <linux/vmalloc.h>
 
 #include "dm-replication.h"
 #include "dm-replication-cow.h"
@@ -89,57 +90,95 @@ struct dmr_store {
 /* ---------------------------------------------------------------------------
  * The in-core mapping of one epoch: chunk -> slot.
  *
- * The bump allocator hands slots out in order from 0, so the map is two
- * dense arrays:
- *  - @rev, by slot: the chunk the slot holds (%DMR_NO_CHUNK while it holds
- *    none), in pages of %DMR_REV_PER_PAGE entries;
- *  - @index, an open-addressing table (linear probing) of u32 buckets, found
- *    by a hash of the chunk: 0 when empty, else the slot + 1 in the low
- *    @slot_bits, a tag (other bits of the hash) above it, so that a probe
- *    rarely reads @rev in vain, and %DMR_SLOT_DURABLE on top.
- * Nothing is removed within an epoch, so lookups take no lock: they run
- * under RCU against an insert (which publishes its bucket with release
- * semantics after the slot's @rev entry) and against a growth (which
- * publishes a new index and frees the old one after a grace period).
- * Inserts, the durable bit and the switch to a grown index are serialised
- * by @lock, a spinlock: a write's end maps its chunk without sleeping
- * (dmr_io_end_io()).  Growths are serialised by @grow_lock; a growth
- * allocates outside @lock and rehashes under it.
+ * The bump allocator hands slots out in order from 0: a run (the chunks of
+ * one write, dmr_store_alloc_run()) takes consecutive slots for consecutive
+ * chunks, a single chunk takes the next slot.  So the map has two parts:
+ *  - @groups, an open-addressing table (linear probing) of entries, each for
+ *    an aligned group of %DMR_GROUP_CHUNKS chunks and one delta (slot minus
+ *    chunk): a bitmap of the group's chunks mapped at chunk + delta, and one
+ *    of those whose records are durable.  A run of %DMR_RUN_MIN chunks or
+ *    more makes its entries when it takes its slots (or finds them: runs
+ *    placed one after another share a delta), and its chunks set their bits
+ *    when they are mapped.  A sequential fill costs under a byte a chunk.
+ *  - for the other chunks, @rev, by slot: the chunk the slot holds
+ *    (%DMR_NO_CHUNK while it holds none), in pages of %DMR_REV_PER_PAGE
+ *    entries, made only where single slots are given out; and @index, an
+ *    open-addressing table (linear probing) of u32 buckets, found by a hash
+ *    of the chunk: 0 when empty, else the slot + 1 in the low @slot_bits, a
+ *    tag (other bits of the hash) above it, so that a probe rarely reads
+ *    @rev in vain, and %DMR_SLOT_DURABLE on top.  4 bytes a slot given out
+ *    and 4 a bucket: about 9 to 15 bytes a chunk.
+ * An insert whose chunk and slot an entry of @groups describes sets the
+ * entry's bit, however the slot was given out: the entry gives exactly it.
  *
- * Room is made ahead (dmr_map_reserve(), which sleeps): a slot below @room
- * has its @rev page, and @index has a bucket for it at most 3/4 full, so an
- * insert never allocates.  The allocator hands out no slot above @room.
- * Memory: 4 bytes a slot given out, 4 bytes a bucket; about 9 to 15 bytes a
- * mapped chunk (an rhashtable's entries alone took 16, its buckets more).
+ * Nothing is removed within an epoch, so lookups take no lock: they run
+ * under RCU against an insert (which publishes its bucket or bit with
+ * release semantics after what a reader needs) and against a growth (which
+ * publishes a new table and frees the old one after a grace period).
+ * Inserts, durable bits, new entries and the switch to a grown table are
+ * serialised by @lock, a spinlock: a write's end maps its chunk without
+ * sleeping.  Growths are serialised by @grow_lock; a growth allocates
+ * outside @lock and rehashes under it.
+ *
+ * Room is made ahead (dmr_map_reserve(), which sleeps), so that neither
+ * giving slots out nor inserting allocates: a single slot is given out only
+ * when its @rev page is there and @index has a bucket for it at most 3/4
+ * full (@single_room); a run only when @groups has room for its new entries
+ * at most 3/4 full (@group_room).
  */
 #define DMR_REV_SHIFT		10
 #define DMR_REV_PER_PAGE	BIT(DMR_REV_SHIFT)
 #define DMR_NO_CHUNK		U32_MAX		/* chunks are below U32_MAX */
-#define DMR_INDEX_MIN_BITS	10
+#define DMR_INDEX_MIN_BITS	6
+#define DMR_GROUP_CHUNKS	BITS_PER_LONG
+#define DMR_GROUP_SHIFT		ilog2(DMR_GROUP_CHUNKS)
+#define DMR_GROUPS_MIN_BITS	6
+#define DMR_RUN_MIN		8	/* shorter runs are mapped as singles */
+
+/* The chunks of one aligned group that sit at chunk + @delta. */
+struct dmr_group {
+	u32 key;			/* the group + 1; 0: the entry is free */
+	u32 delta;			/* slot - chunk, modulo 2^32 */
+	unsigned long mapped;		/* bit i: the group's chunk i */
+	unsigned long durable;		/* mapped, and its record durable */
+};
 
 /*
- * The buckets are an allocation of their own, of exactly a power of two
- * bytes: with a header in front, 2^16 buckets took a 512 KiB block.
+ * A table of @index or of @groups: an allocation of its own of a power of
+ * two entries (with a header in front, 2^16 buckets took a 512 KiB block),
+ * from vmalloc when it is larger than a page and not a power of two bytes
+ * (kmalloc would round 24 KiB of entries up to 32).
  */
-struct dmr_index {
+struct dmr_table {
 	struct rcu_head rcu;
 	unsigned int bits;
-	u32 *buckets;
+	union {
+		u32 *buckets;
+		struct dmr_group *entries;
+		void *mem;
+	};
 };
 
 struct dmr_map {
-	struct dmr_index __rcu *index;
+	struct dmr_table __rcu *index;
+	struct dmr_table __rcu *groups;
 	u32 **rev;
 	u32 nr_slots;			/* the store's */
 	u32 slot_bits;
 	u32 tag_mask;			/* the tag's bits in a bucket */
-	u32 room;			/* see above */
-	spinlock_t lock;		/* inserts, durable bits, index switch */
-	struct mutex grow_lock;		/* dmr_map_reserve() */
+	u32 singles;			/* single slots given out: alloc_lock */
+	u32 single_room;		/* singles @index has room for */
+	u32 nr_indexed;			/* buckets in use: @lock */
+	u32 nr_groups;			/* entries in use: @lock */
+	u32 group_room;			/* entries @groups has room for */
+	u32 want_groups;		/* entries a run found no room for */
+	spinlock_t lock;		/* inserts, durable bits, table switch */
+	struct mutex grow_lock;		/* dmr_map_reserve(), @grow_work */
+	struct work_struct grow_work;	/* grows @groups ahead of the runs */
 	struct work_struct free_work;
 };
 
-static struct workqueue_struct *dmr_free_wq;	/* frees old maps */
+static struct workqueue_struct *dmr_map_wq;	/* grows and frees maps */
 
 static u32 dmr_map_slot_mask(const struct dmr_map *m)
 {
@@ -153,19 +192,25 @@ static u32 dmr_map_rev(const struct dmr_map *m, u32 slot)
 	return READ_ONCE(page[slot & (DMR_REV_PER_PAGE - 1)]);
 }
 
+/* The first place to probe for @hash in @t. */
+static u32 dmr_table_start(const struct dmr_table *t, u32 hash)
+{
+	return hash >> (32 - t->bits);
+}
+
 /*
  * The bucket of @chunk in @ix, or the empty bucket where it would go; @val
  * is set to what the bucket held when it was read (0: empty).  The caller
  * holds the RCU read lock or @m->lock.
  */
-static u32 *dmr_index_find(const struct dmr_map *m, struct dmr_index *ix,
+static u32 *dmr_index_find(const struct dmr_map *m, struct dmr_table *ix,
 			   u32 chunk, u32 *val)
 {
 	u32 h = __hash_32(chunk), mask = BIT(ix->bits) - 1;
 	u32 tag = (h << m->slot_bits) & m->tag_mask;
 	u32 i, b;
 
-	for (i = h >> (32 - ix->bits);; i = (i + 1) & mask) {
+	for (i = dmr_table_start(ix, h);; i = (i + 1) & mask) {
 		/* Pairs with the release in dmr_map_insert(): @rev is set. */
 		b = smp_load_acquire(&ix->buckets[i]);
 		if (!b ||
@@ -178,52 +223,106 @@ static u32 *dmr_index_find(const struct dmr_map *m, struct dmr_index *ix,
 }
 
 /*
- * The bucket value of @chunk, 0 when it is not mapped.  Any context.  (An
- * empty bucket that an insert fills meanwhile is still a miss.)
+ * The entry of @group with @delta in @gs, or the free entry where it would
+ * go.  The caller holds the RCU read lock or @m->lock.
  */
-static u32 dmr_map_get(const struct dmr_map *m, u32 chunk)
+static struct dmr_group *dmr_group_find(struct dmr_table *gs, u32 group,
+					u32 delta)
 {
+	u32 i, mask = BIT(gs->bits) - 1, key;
+	struct dmr_group *e;
+
+	for (i = dmr_table_start(gs, __hash_32(group));; i = (i + 1) & mask) {
+		e = &gs->entries[i];
+		/* Pairs with the release in dmr_map_add_run(): @delta is set. */
+		key = smp_load_acquire(&e->key);
+		if (!key || (key == group + 1 && e->delta == delta))
+			return e;
+	}
+}
+
+/* Is @chunk mapped by an entry of @gs (at @slot, @durable)? */
+static bool dmr_group_get(struct dmr_table *gs, u32 chunk, u32 *slot,
+			  bool *durable)
+{
+	u32 group = chunk >> DMR_GROUP_SHIFT, i, mask = BIT(gs->bits) - 1, key;
+	unsigned long bit = BIT(chunk & (DMR_GROUP_CHUNKS - 1));
+	struct dmr_group *e;
+
+	for (i = dmr_table_start(gs, __hash_32(group));; i = (i + 1) & mask) {
+		e = &gs->entries[i];
+		/* Pairs with the release in dmr_map_add_run(): @delta. */
+		key = smp_load_acquire(&e->key);
+		if (!key)
+			return false;
+		/* Pairs with the release in dmr_map_insert(): @durable. */
+		if (key == group + 1 && (smp_load_acquire(&e->mapped) & bit)) {
+			*slot = chunk + e->delta;
+			*durable = READ_ONCE(e->durable) & bit;
+			return true;
+		}
+	}
+}
+
+/*
+ * Is @chunk mapped (at @slot, with its record @durable)?  Any context.  (An
+ * insert that runs meanwhile may still be a miss.)
+ */
+static bool dmr_map_get(const struct dmr_map *m, u32 chunk, u32 *slot,
+			bool *durable)
+{
+	bool found;
 	u32 b;
 
 	rcu_read_lock();
-	dmr_index_find(m, rcu_dereference(m->index), chunk, &b);
+	found = dmr_group_get(rcu_dereference(m->groups), chunk, slot, durable);
+	if (!found) {
+		dmr_index_find(m, rcu_dereference(m->index), chunk, &b);
+		found = b;
+		*slot = (b & dmr_map_slot_mask(m)) - 1;
+		*durable = b & DMR_SLOT_DURABLE;
+	}
 	rcu_read_unlock();
-	return b;
+	return found;
 }
 
-static void dmr_index_free(struct dmr_index *ix)
+static void dmr_table_free(struct dmr_table *t)
 {
-	if (ix)
-		kvfree(ix->buckets);
-	kfree(ix);
+	if (t)
+		kvfree(t->mem);
+	kfree(t);
 }
 
-static void dmr_index_free_rcu(struct rcu_head *rcu)
+static void dmr_table_free_rcu(struct rcu_head *rcu)
 {
-	dmr_index_free(container_of(rcu, struct dmr_index, rcu));
+	dmr_table_free(container_of(rcu, struct dmr_table, rcu));
 }
 
-static struct dmr_index *dmr_index_alloc(unsigned int bits)
+/* A table of 2^@bits zeroed entries of @size bytes.  Sleeps. */
+static struct dmr_table *dmr_table_alloc(unsigned int bits, size_t size)
 {
 	unsigned int noio = memalloc_noio_save();
-	struct dmr_index *ix = kzalloc(sizeof(*ix), GFP_KERNEL);
+	struct dmr_table *t = kzalloc(sizeof(*t), GFP_KERNEL);
 
-	if (ix) {
-		ix->bits = bits;
-		ix->buckets = kvcalloc(BIT(bits), sizeof(*ix->buckets),
-				       GFP_KERNEL);
-		if (!ix->buckets) {
-			kfree(ix);
-			ix = NULL;
+	size <<= bits;
+	if (t) {
+		t->bits = bits;
+		if (size > PAGE_SIZE && !is_power_of_2(size))
+			t->mem = vzalloc(size);
+		else
+			t->mem = kvzalloc(size, GFP_KERNEL);
+		if (!t->mem) {
+			kfree(t);
+			t = NULL;
 		}
 	}
 	memalloc_noio_restore(noio);
-	return ix;
+	return t;
 }
 
 /* Fills the empty @to with the buckets of @from (tags and bits kept). */
-static void dmr_index_rehash(const struct dmr_map *m, struct dmr_index *to,
-			     const struct dmr_index *from)
+static void dmr_index_rehash(const struct dmr_map *m, struct dmr_table *to,
+			     const struct dmr_table *from)
 {
 	u32 i, b, chunk, empty;
 
@@ -236,35 +335,78 @@ static void dmr_index_rehash(const struct dmr_map *m, struct dmr_index *to,
 	}
 }
 
-/* The index bits for @slots mappings at most 3/4 full. */
-static unsigned int dmr_index_bits_for(u32 slots)
+/* Fills the empty @to with the entries of @from. */
+static void dmr_groups_rehash(const struct dmr_map *m, struct dmr_table *to,
+			      const struct dmr_table *from)
 {
-	u64 need = DIV_ROUND_UP_ULL((u64)slots * 4, 3);
+	const struct dmr_group *e;
+	u32 i;
 
-	return max_t(unsigned int, DMR_INDEX_MIN_BITS,
+	for (i = 0; i < BIT(from->bits); i++) {
+		e = &from->entries[i];
+		if (e->key)
+			*dmr_group_find(to, e->key - 1, e->delta) = *e;
+	}
+}
+
+/* The table bits for @n entries at most 3/4 full. */
+static unsigned int dmr_table_bits_for(u32 n, unsigned int min_bits)
+{
+	u64 need = DIV_ROUND_UP_ULL((u64)n * 4, 3);
+
+	return max_t(unsigned int, min_bits,
 		     need > 1 ? ilog2(need - 1) + 1 : 0);
 }
 
-/*
- * Makes room for slots below @want (and a margin).  Sleeps; allocates as
- * GFP_NOIO.  Return: 0, or -ENOMEM with the room as it was.
- */
-static int dmr_map_reserve(struct dmr_map *m, u32 want)
+/* How many entries a table of @bits holds at most 3/4 full. */
+static u32 dmr_table_room(unsigned int bits)
 {
-	struct dmr_index *ix, *old;
-	unsigned int noio, bits;
-	u32 target, p, *page;
+	return BIT(bits) / 4 * 3;
+}
+
+/* What to grow a count of @n in use to: a margin of an eighth, at least @min. */
+static u32 dmr_with_margin(u32 n, u32 min)
+{
+	return min_t(u64, U32_MAX, (u64)n + max(n / 8, min));
+}
+
+/*
+ * Grows the table @slot of @m, of entries of @size bytes, to @bits when it
+ * is smaller, rehashing it with @rehash under @m->lock.  The caller holds
+ * @m->grow_lock.  Return: 0 or -ENOMEM.
+ */
+static int dmr_map_grow(struct dmr_map *m, struct dmr_table __rcu **slot,
+			unsigned int bits, size_t size,
+			void (*rehash)(const struct dmr_map *m,
+				       struct dmr_table *to,
+				       const struct dmr_table *from))
+{
+	struct dmr_table *t, *old;
+
+	/* Only a growth switches a table: @grow_lock keeps it. */
+	old = rcu_dereference_protected(*slot, lockdep_is_held(&m->grow_lock));
+	if (bits <= old->bits)
+		return 0;
+	t = dmr_table_alloc(bits, size);
+	if (!t)
+		return -ENOMEM;
+	spin_lock(&m->lock);
+	rehash(m, t, old);
+	rcu_assign_pointer(*slot, t);
+	spin_unlock(&m->lock);
+	call_rcu(&old->rcu, dmr_table_free_rcu);
+	return 0;
+}
+
+/* Makes the @rev pages of slots [@from, @to).  Return: 0 or -ENOMEM. */
+static int dmr_map_rev_pages(struct dmr_map *m, u32 from, u32 to)
+{
+	unsigned int noio = memalloc_noio_save();
+	u32 p, *page;
 	int r = 0;
 
-	mutex_lock(&m->grow_lock);
-	if (want <= m->room)
-		goto out;
-	/* A margin of an eighth, and at least a page: fewer growths. */
-	target = min_t(u64, m->nr_slots,
-		       round_up((u64)want + max_t(u32, want / 8, DMR_REV_PER_PAGE),
-				DMR_REV_PER_PAGE));
-	noio = memalloc_noio_save();
-	for (p = 0; p < DIV_ROUND_UP(target, DMR_REV_PER_PAGE); p++) {
+	for (p = from >> DMR_REV_SHIFT; p < DIV_ROUND_UP(to, DMR_REV_PER_PAGE);
+	     p++) {
 		if (m->rev[p])
 			continue;
 		page = kmalloc_array(DMR_REV_PER_PAGE, sizeof(*page),
@@ -278,51 +420,187 @@ static int dmr_map_reserve(struct dmr_map *m, u32 want)
 		smp_store_release(&m->rev[p], page);
 	}
 	memalloc_noio_restore(noio);
+	return r;
+}
+
+/*
+ * Gives @groups room for @want entries.  The caller holds @m->grow_lock.
+ * Return: 0 or -ENOMEM.
+ */
+static int dmr_map_group_room(struct dmr_map *m, u32 want)
+{
+	unsigned int bits;
+	int r;
+
+	if (want <= m->group_room)
+		return 0;
+	bits = dmr_table_bits_for(want, DMR_GROUPS_MIN_BITS);
+	r = dmr_map_grow(m, &m->groups, bits, sizeof(struct dmr_group),
+			 dmr_groups_rehash);
+	if (r)
+		return r;
+	/* Pairs with dmr_map_add_run(): the room is made first. */
+	smp_store_release(&m->group_room, dmr_table_room(bits));
+	return 0;
+}
+
+/*
+ * Runs used 3/4 of @groups' room: room for twice as many entries, before a
+ * run finds none (and its first chunk takes the single way, its reserve).
+ */
+static void dmr_map_grow_work(struct work_struct *w)
+{
+	struct dmr_map *m = container_of(w, struct dmr_map, grow_work);
+
+	mutex_lock(&m->grow_lock);
+	/* On failure a run finds no room and its reserve tries again. */
+	dmr_map_group_room(m, min_t(u64, U32_MAX, 2ULL * READ_ONCE(m->nr_groups)));
+	mutex_unlock(&m->grow_lock);
+}
+
+/*
+ * Makes room for singles in slots [@from, @to), for @singles singles in
+ * all, and for the runs' entries in use and a margin.  Sleeps; allocates as
+ * GFP_NOIO.  Return: 0, or -ENOMEM with less room.
+ */
+static int dmr_map_reserve(struct dmr_map *m, u32 from, u32 to, u32 singles)
+{
+	unsigned int bits;
+	int r;
+
+	mutex_lock(&m->grow_lock);
+	r = dmr_map_rev_pages(m, from, to);
 	if (r)
 		goto out;
 
-	/* Only a growth switches the index: @grow_lock keeps it. */
-	old = rcu_dereference_protected(m->index,
-					lockdep_is_held(&m->grow_lock));
-	bits = dmr_index_bits_for(target);
-	if (bits > old->bits) {
-		ix = dmr_index_alloc(bits);
-		if (!ix) {
-			r = -ENOMEM;
+	if (singles > m->single_room) {
+		bits = dmr_table_bits_for(dmr_with_margin(singles,
+							  DMR_REV_PER_PAGE),
+					  DMR_INDEX_MIN_BITS);
+		r = dmr_map_grow(m, &m->index, bits, sizeof(u32),
+				 dmr_index_rehash);
+		if (r)
 			goto out;
-		}
-		spin_lock(&m->lock);
-		dmr_index_rehash(m, ix, old);
-		rcu_assign_pointer(m->index, ix);
-		spin_unlock(&m->lock);
-		call_rcu(&old->rcu, dmr_index_free_rcu);
+		/* Pairs with dmr_map_take_singles(): the room is made first. */
+		smp_store_release(&m->single_room, dmr_table_room(bits));
 	}
-	/* Pairs with dmr_store_alloc_slots(): the room is made first. */
-	smp_store_release(&m->room, target);
+
+	if (READ_ONCE(m->want_groups)) {
+		r = dmr_map_group_room(m,
+				       dmr_with_margin(READ_ONCE(m->want_groups),
+						       BIT(DMR_GROUPS_MIN_BITS)));
+		if (!r)
+			WRITE_ONCE(m->want_groups, 0);
+	}
 out:
 	mutex_unlock(&m->grow_lock);
 	return r;
 }
 
 /*
- * Maps @chunk to @slot, below the room.  Return: 0, -EEXIST when the chunk
- * is mapped already, or -ENOMEM when the slot has no room.
+ * Gives the single slots [@slot, @slot + @n) room, when the map has made it:
+ * their @rev pages and buckets.  Under the store's alloc_lock.  Return: true
+ * when it did.
+ */
+static bool dmr_map_take_singles(struct dmr_map *m, u32 slot, u32 n)
+{
+	u32 room;
+
+	if (READ_ONCE(m->want_groups))
+		return false;
+	/* Pairs with dmr_map_reserve(): the room is made first. */
+	room = smp_load_acquire(&m->single_room);
+	if (m->singles + n > room)
+		return false;
+	/* Pairs with dmr_map_rev_pages(): a page is filled first. */
+	if (!smp_load_acquire(&m->rev[slot >> DMR_REV_SHIFT]))
+		return false;
+	/* The same, for the last slot's page. */
+	if (!smp_load_acquire(&m->rev[(slot + n - 1) >> DMR_REV_SHIFT]))
+		return false;
+	m->singles += n;
+	return true;
+}
+
+/* How many group entries chunks [@chunk, @chunk + @n) span. */
+static u32 dmr_groups_spanned(u32 chunk, u32 n)
+{
+	return ((chunk + n - 1) >> DMR_GROUP_SHIFT) - (chunk >> DMR_GROUP_SHIFT) + 1;
+}
+
+/*
+ * Makes the entries of a run, chunks [@chunk, @chunk + @n) at slots from
+ * @slot, their bits clear, when the map has room for them.  Under the
+ * store's alloc_lock.  Return: true when it did.
+ */
+static bool dmr_map_add_run(struct dmr_map *m, u32 chunk, u32 slot, u32 n)
+{
+	u32 delta = slot - chunk, g, last = (chunk + n - 1) >> DMR_GROUP_SHIFT;
+	struct dmr_table *gs;
+	struct dmr_group *e;
+	bool ok = false;
+	u32 want;
+
+	spin_lock(&m->lock);
+	want = m->nr_groups + dmr_groups_spanned(chunk, n);
+	/* Pairs with dmr_map_reserve(): the room is made first. */
+	if (want > smp_load_acquire(&m->group_room)) {
+		WRITE_ONCE(m->want_groups, want);
+		goto out;
+	}
+	gs = rcu_dereference_protected(m->groups, lockdep_is_held(&m->lock));
+	for (g = chunk >> DMR_GROUP_SHIFT; g <= last; g++) {
+		e = dmr_group_find(gs, g, delta);
+		if (e->key)
+			continue;
+		e->delta = delta;
+		/* @delta before the key: see dmr_group_find(). */
+		smp_store_release(&e->key, g + 1);
+		WRITE_ONCE(m->nr_groups, m->nr_groups + 1);
+	}
+	/* Past 3/4 of the room (9/16 full): a worker doubles the table. */
+	if (m->nr_groups > m->group_room / 4 * 3)
+		queue_work(dmr_map_wq, &m->grow_work);
+	ok = true;
+out:
+	spin_unlock(&m->lock);
+	return ok;
+}
+
+/*
+ * Maps @chunk to @slot, a slot with room.  Return: 0, -EEXIST when the
+ * chunk is mapped already, or -ENOMEM when the slot has no room.
  */
 static int dmr_map_insert(struct dmr_map *m, u32 chunk, u32 slot, bool durable)
 {
-	u32 *b, val;
+	unsigned long bit = BIT(chunk & (DMR_GROUP_CHUNKS - 1));
+	struct dmr_table *ix, *gs;
+	struct dmr_group *e;
+	u32 *b, val, other;
+	bool d;
 	int r = 0;
 
 	spin_lock(&m->lock);
-	if (slot >= m->room) {
-		r = -ENOMEM;
+	ix = rcu_dereference_protected(m->index, lockdep_is_held(&m->lock));
+	gs = rcu_dereference_protected(m->groups, lockdep_is_held(&m->lock));
+	b = dmr_index_find(m, ix, chunk, &val);
+	if (val || dmr_group_get(gs, chunk, &other, &d)) {
+		r = -EEXIST;
 		goto out;
 	}
-	b = dmr_index_find(m, rcu_dereference_protected(m->index,
-							lockdep_is_held(&m->lock)),
-			   chunk, &val);
-	if (val) {
-		r = -EEXIST;
+
+	e = dmr_group_find(gs, chunk >> DMR_GROUP_SHIFT, slot - chunk);
+	if (e->key) {
+		if (durable)
+			WRITE_ONCE(e->durable, e->durable | bit);
+		/* The durable bit before the mapped one: see dmr_group_get(). */
+		smp_store_release(&e->mapped, e->mapped | bit);
+		goto out;
+	}
+
+	if (slot >= m->nr_slots || !m->rev[slot >> DMR_REV_SHIFT] ||
+	    m->nr_indexed >= m->single_room) {
+		r = -ENOMEM;
 		goto out;
 	}
 	val = (slot + 1) | ((__hash_32(chunk) << m->slot_bits) & m->tag_mask) |
@@ -331,6 +609,7 @@ static int dmr_map_insert(struct dmr_map *m, u32 chunk, u32 slot, bool durable)
 		   chunk);
 	/* The slot's @rev entry before its bucket: see dmr_index_find(). */
 	smp_store_release(b, val);
+	m->nr_indexed++;
 out:
 	spin_unlock(&m->lock);
 	return r;
@@ -339,10 +618,21 @@ out:
 /* Marks the mapping of @chunk durable; the caller holds @m->lock. */
 static void dmr_map_set_durable(struct dmr_map *m, u32 chunk)
 {
-	u32 val, *b = dmr_index_find(m, rcu_dereference_protected(m->index,
-						lockdep_is_held(&m->lock)),
-				     chunk, &val);
+	struct dmr_table *gs = rcu_dereference_protected(m->groups,
+						lockdep_is_held(&m->lock));
+	unsigned long bit = BIT(chunk & (DMR_GROUP_CHUNKS - 1));
+	struct dmr_table *ix;
+	struct dmr_group *e;
+	u32 val, *b, slot;
+	bool d;
 
+	if (dmr_group_get(gs, chunk, &slot, &d)) {
+		e = dmr_group_find(gs, chunk >> DMR_GROUP_SHIFT, slot - chunk);
+		WRITE_ONCE(e->durable, e->durable | bit);
+		return;
+	}
+	ix = rcu_dereference_protected(m->index, lockdep_is_held(&m->lock));
+	b = dmr_index_find(m, ix, chunk, &val);
 	if (val)
 		WRITE_ONCE(*b, val | DMR_SLOT_DURABLE);
 }
@@ -352,10 +642,12 @@ static void dmr_map_destroy(struct dmr_map *m)
 	u32 p;
 
 	/* Also for a map whose creation failed halfway. */
+	cancel_work_sync(&m->grow_work);
 	for (p = 0; m->rev && p < DIV_ROUND_UP(m->nr_slots, DMR_REV_PER_PAGE); p++)
 		kfree(m->rev[p]);
 	kvfree(m->rev);
-	dmr_index_free(rcu_dereference_protected(m->index, true));
+	dmr_table_free(rcu_dereference_protected(m->index, true));
+	dmr_table_free(rcu_dereference_protected(m->groups, true));
 	kfree(m);
 }
 
@@ -367,7 +659,7 @@ static void dmr_map_free_work(struct work_struct *w)
 static struct dmr_map *dmr_map_create(u32 nr_slots)
 {
 	struct dmr_map *m = kzalloc(sizeof(*m), GFP_KERNEL);
-	struct dmr_index *ix;
+	struct dmr_table *ix, *gs;
 
 	if (!m)
 		return NULL;
@@ -377,14 +669,20 @@ static struct dmr_map *dmr_map_create(u32 nr_slots)
 	m->tag_mask = m->slot_bits < 31 ? GENMASK(30, m->slot_bits) : 0;
 	spin_lock_init(&m->lock);
 	mutex_init(&m->grow_lock);
+	INIT_WORK(&m->grow_work, dmr_map_grow_work);
 	INIT_WORK(&m->free_work, dmr_map_free_work);
 	m->rev = kvcalloc(max_t(u32, DIV_ROUND_UP(nr_slots, DMR_REV_PER_PAGE), 1),
 			  sizeof(*m->rev), GFP_KERNEL);
-	ix = dmr_index_alloc(DMR_INDEX_MIN_BITS);
+	ix = dmr_table_alloc(DMR_INDEX_MIN_BITS, sizeof(u32));
+	gs = dmr_table_alloc(DMR_GROUPS_MIN_BITS, sizeof(struct dmr_group));
 	RCU_INIT_POINTER(m->index, ix);
-	/* Room for a first page of slots: the first writes need no reserve. */
-	if (!m->rev || !ix ||
-	    dmr_map_reserve(m, min_t(u32, nr_slots, DMR_REV_PER_PAGE))) {
+	RCU_INIT_POINTER(m->groups, gs);
+	if (ix)
+		m->single_room = dmr_table_room(ix->bits);
+	if (gs)
+		m->group_room = dmr_table_room(gs->bits);
+	/* No @rev page yet: the first single slot waits for a reserve. */
+	if (!m->rev || !ix || !gs) {
 		dmr_map_destroy(m);
 		return NULL;
 	}
@@ -517,50 +815,72 @@ u64 dmr_store_epoch(struct dmr_store *st)
 	return st->epoch;
 }
 
+/*
+ * Takes the next @n free slots for @chunk and on (a single slot when @n is
+ * 1), when the map has room made for them.  Any context.
+ */
+static int dmr_store_take(struct dmr_store *st, u32 chunk, u32 n, u32 *first)
+{
+	struct dmr_map *m = st->map;
+	bool room;
+	int r = 0;
+
+	spin_lock(&st->alloc_lock);
+	if (n > st->layout.nr_slots - st->next_slot) {
+		r = -ENOSPC;
+		goto out;
+	}
+	if (n >= DMR_RUN_MIN)
+		room = dmr_map_add_run(m, chunk, st->next_slot, n);
+	else
+		room = dmr_map_take_singles(m, st->next_slot, n);
+	if (!room) {
+		r = -EAGAIN;
+		goto out;
+	}
+	*first = st->next_slot;
+	st->next_slot += n;
+out:
+	spin_unlock(&st->alloc_lock);
+	return r;
+}
+
 /**
- * dmr_store_alloc_slots() - take the next free data slots, consecutive
+ * dmr_store_alloc_run() - take the next free data slots for a run of chunks
  * @st: the store
- * @n: how many
- * @first: set to the first of them
+ * @chunk: the run's first chunk
+ * @n: how many chunks, from @chunk on
+ * @first: set to the first slot: chunk @chunk + i goes to slot *@first + i
  *
  * Any context.  None is taken on failure.
  *
  * Return: 0, -ENOSPC when fewer than @n slots are free, or -EAGAIN when the
  * map has no room made for them yet: dmr_store_reserve(), then again.
  */
-int dmr_store_alloc_slots(struct dmr_store *st, u32 n, u32 *first)
+int dmr_store_alloc_run(struct dmr_store *st, u32 chunk, u32 n, u32 *first)
 {
-	int r = 0;
-
-	spin_lock(&st->alloc_lock);
-	if (n > st->layout.nr_slots - st->next_slot) {
-		r = -ENOSPC;
-	} else if (st->next_slot + n >
-		   /* Pairs with dmr_map_reserve(): its pages and index. */
-		   smp_load_acquire(&st->map->room)) {
-		r = -EAGAIN;
-	} else {
-		*first = st->next_slot;
-		st->next_slot += n;
-	}
-	spin_unlock(&st->alloc_lock);
-	return r;
+	return dmr_store_take(st, chunk, n, first);
 }
 
 /**
- * dmr_store_reserve() - make room in the map for @n more slots
+ * dmr_store_reserve() - make room in the map for @n more single slots
  * @st: the store
  * @n: how many slots beyond those given out
  *
- * Sleeps (allocates as GFP_NOIO); the caller keeps the epoch from switching.
+ * Also makes room for runs when one found none.  Sleeps (allocates as
+ * GFP_NOIO); the caller keeps the epoch from switching.
  *
  * Return: 0 or -ENOMEM.
  */
 int dmr_store_reserve(struct dmr_store *st, u32 n)
 {
-	u64 want = (u64)READ_ONCE(st->next_slot) + n;
+	struct dmr_map *m = st->map;
+	u32 from = READ_ONCE(st->next_slot);
 
-	return dmr_map_reserve(st->map, min_t(u64, want, st->layout.nr_slots));
+	return dmr_map_reserve(m, from,
+			       min_t(u64, (u64)from + n, st->layout.nr_slots),
+			       min_t(u64, (u64)READ_ONCE(m->singles) + n,
+				     st->layout.nr_slots));
 }
 
 /**
@@ -568,11 +888,12 @@ int dmr_store_reserve(struct dmr_store *st, u32 n)
  * @st: the store
  * @slot: set to the slot
  *
- * Return: 0, or -ENOSPC when the store is full.
+ * Return: 0, -ENOSPC when the store is full, or -EAGAIN when the map has no
+ * room made for it yet: dmr_store_reserve(), then again.
  */
 int dmr_store_alloc_slot(struct dmr_store *st, u32 *slot)
 {
-	return dmr_store_alloc_slots(st, 1, slot);
+	return dmr_store_take(st, 0, 1, slot);
 }
 
 /**
@@ -599,13 +920,9 @@ u32 dmr_store_used(struct dmr_store *st)
  */
 bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot)
 {
-	struct dmr_map *m = READ_ONCE(st->map);
-	u32 b = dmr_map_get(m, chunk);
+	bool durable;
 
-	if (!b)
-		return false;
-	*slot = (b & dmr_map_slot_mask(m)) - 1;
-	return true;
+	return dmr_map_get(READ_ONCE(st->map), chunk, slot, &durable);
 }
 
 /**
@@ -620,14 +937,18 @@ bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot)
  */
 bool dmr_store_lookup_durable(struct dmr_store *st, u32 chunk)
 {
-	return dmr_map_get(READ_ONCE(st->map), chunk) & DMR_SLOT_DURABLE;
+	bool durable;
+	u32 slot;
+
+	return dmr_map_get(READ_ONCE(st->map), chunk, &slot, &durable) &&
+	       durable;
 }
 
 /**
  * dmr_store_insert() - map a chunk to a slot
  * @st: the store
  * @chunk: the chunk
- * @slot: its slot, given out by dmr_store_alloc_slots() (or, at load, with
+ * @slot: its slot, given out by dmr_store_alloc_run() (or, at load, with
  *	  room made for it)
  * @durable: the mapping's record is committed already
  *
@@ -714,10 +1035,33 @@ u32 dmr_sort_unique(u32 *chunks, u32 n)
 	return out;
 }
 
+/* Adds the chunks an entry of @gs maps to @chunks; false when they overflow. */
+static bool dmr_groups_collect(struct dmr_table *gs, u32 *chunks, u32 max,
+			       u32 *n)
+{
+	const struct dmr_group *e;
+	unsigned long bits;
+	u32 i, b;
+
+	for (i = 0; i < BIT(gs->bits); i++) {
+		e = &gs->entries[i];
+		if (!e->key)
+			continue;
+		bits = e->mapped;
+		for_each_set_bit(b, &bits, DMR_GROUP_CHUNKS) {
+			if (*n >= max)
+				return false;
+			chunks[(*n)++] = ((e->key - 1) << DMR_GROUP_SHIFT) + b;
+		}
+	}
+	return true;
+}
+
 /**
  * dmr_store_collect() - list the chunks a store maps
  * @st: the store, whose map does not change meanwhile
- * @chunks: filled with the chunks, in the order of their slots
+ * @chunks: filled with the chunks: the singles in the order of their slots,
+ *	    then the runs' chunks
  * @max: room in @chunks: the store's count of mapped chunks
  * @n: set to how many were listed
  *
@@ -726,10 +1070,14 @@ u32 dmr_sort_unique(u32 *chunks, u32 n)
 int dmr_store_collect(struct dmr_store *st, u32 *chunks, u32 max, u32 *n)
 {
 	struct dmr_map *m = st->map;
-	u32 slot, end = min(READ_ONCE(m->room), m->nr_slots), c;
+	u32 slot, c;
 
 	*n = 0;
-	for (slot = 0; slot < end; slot++) {
+	for (slot = 0; slot < m->nr_slots; slot++) {
+		if (!m->rev[slot >> DMR_REV_SHIFT]) {
+			slot |= DMR_REV_PER_PAGE - 1;
+			continue;
+		}
 		c = dmr_map_rev(m, slot);
 		if (c == DMR_NO_CHUNK)
 			continue;
@@ -737,7 +1085,8 @@ int dmr_store_collect(struct dmr_store *st, u32 *chunks, u32 max, u32 *n)
 			return -EIO;
 		chunks[(*n)++] = c;
 	}
-	return 0;
+	return dmr_groups_collect(rcu_dereference_protected(m->groups, true),
+				  chunks, max, n) ? 0 : -EIO;
 }
 
 /*
@@ -791,7 +1140,7 @@ void dmr_store_reset(struct dmr_store *st, u64 epoch,
 	spin_unlock(&st->alloc_lock);
 	mutex_unlock(&st->commit_lock);
 
-	queue_work(dmr_free_wq, &old->free_work);
+	queue_work(dmr_map_wq, &old->free_work);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1226,9 +1575,13 @@ static int dmr_store_load_block(struct dmr_store *st, u64 b, u64 epoch,
 		if (!dmr_record_live(&rec[i], epoch, nr_chunks, &chunk))
 			continue;
 
-		r = dmr_map_reserve(st->map, slot + 1);
+		/* A load maps chunk by chunk: singles. */
+		r = dmr_map_reserve(st->map, slot, slot + 1,
+				    st->map->singles + 1);
 		if (!r)
 			r = dmr_store_insert(st, chunk, slot, true);
+		if (!r)
+			st->map->singles++;
 		if (r) {
 			*error = r == -EEXIST ?
 				 "Store metadata maps a chunk twice" :
@@ -1448,8 +1801,8 @@ out:
  */
 int dmr_store_module_init(void)
 {
-	dmr_free_wq = alloc_workqueue("dmr_free", WQ_UNBOUND, 0);
-	return dmr_free_wq ? 0 : -ENOMEM;
+	dmr_map_wq = alloc_workqueue("dmr_map", WQ_UNBOUND, 0);
+	return dmr_map_wq ? 0 : -ENOMEM;
 }
 
 /**
@@ -1458,6 +1811,6 @@ int dmr_store_module_init(void)
 void dmr_store_module_exit(void)
 {
 	/* Maps being freed: wait for them; and for indexes freed under RCU. */
-	destroy_workqueue(dmr_free_wq);
+	destroy_workqueue(dmr_map_wq);
 	rcu_barrier();
 }

@@ -134,12 +134,17 @@ int dmr_store_write_header(struct dmr_store *st, struct dm_io_client *io,
 /* ---- the mapping and the allocator: any context ---------------------------- */
 
 /*
- * Takes @n consecutive free slots, all or none.  Return: 0, -ENOSPC, or
- * -EAGAIN when the map has no room made for them: dmr_store_reserve() first.
+ * Takes @n consecutive free slots for chunks @chunk to @chunk + @n - 1, all
+ * or none (a run maps compactly), or one slot for a chunk on its own.
+ * Return: 0, -ENOSPC, or -EAGAIN when the map has no room made for them:
+ * dmr_store_reserve() first.
  */
-int dmr_store_alloc_slots(struct dmr_store *st, u32 n, u32 *first);
+int dmr_store_alloc_run(struct dmr_store *st, u32 chunk, u32 n, u32 *first);
 int dmr_store_alloc_slot(struct dmr_store *st, u32 *slot);
-/* Makes room in the map for @n more slots.  Return: 0 or -ENOMEM.  Sleeps. */
+/*
+ * Makes room in the map for @n more single slots, and for runs when one
+ * found none.  Return: 0 or -ENOMEM.  Sleeps.
+ */
 int dmr_store_reserve(struct dmr_store *st, u32 n);
 /* Is @chunk mapped (at @slot)?  The caller keeps the epoch from switching. */
 bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot);
@@ -152,8 +157,8 @@ bool dmr_store_lookup_durable(struct dmr_store *st, u32 chunk);
  */
 int dmr_store_insert(struct dmr_store *st, u32 chunk, u32 slot, bool durable);
 /*
- * Lists the chunks the store maps into @chunks (room for @max), in the order
- * of their slots; the map must not change meanwhile.  Return: 0 or -EIO.
+ * Lists the chunks the store maps into @chunks (room for @max), in no
+ * particular order; the map must not change meanwhile.  Return: 0 or -EIO.
  */
 int dmr_store_collect(struct dmr_store *st, u32 *chunks, u32 max, u32 *n);
 

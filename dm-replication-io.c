@@ -876,7 +876,7 @@ static int dmr_run_place(struct dmr_core *core, struct dmr_job *head,
 	struct dmr_job *job;
 	u32 slot;
 
-	if (dmr_store_alloc_slots(st, n, &slot))
+	if (dmr_store_alloc_run(st, head->rec.chunk, n, &slot))
 		return -ENOSPC;
 	dmr_check_low_water(core, st);
 

@@ -777,6 +777,8 @@ static struct dmr_store *store_for_test(struct kunit *test, u64 slots)
 	struct dmr_store *st = dmr_store_create("test", DMR_ROLE_ACTIVE, &l, 8);
 
 	KUNIT_ASSERT_NOT_NULL(test, st);
+	/* Room for a first page of single slots, as a first write makes. */
+	KUNIT_ASSERT_EQ(test, dmr_store_reserve(st, 1), 0);
 	return st;
 }
 
@@ -808,21 +810,24 @@ static void store_allocates_runs_whole_or_not_at_all(struct kunit *test)
 	struct dmr_store *st;
 	u32 first = 99;
 
-	st = store_for_test(test, 10);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 4, &first), 0);
+	st = store_for_test(test, 30);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 100, 4, &first), 0);
 	KUNIT_EXPECT_EQ(test, first, 0U);
 	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &first), 0);
 	KUNIT_EXPECT_EQ(test, first, 4U);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 4, &first), 0);
+	/* A run of DMR_RUN_MIN or more takes group entries, not singles. */
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 200, 20, &first), 0);
 	KUNIT_EXPECT_EQ(test, first, 5U);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 300, 4, &first), 0);
+	KUNIT_EXPECT_EQ(test, first, 25U);
 	/* One slot left: a run of two takes nothing. */
 	first = 99;
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 2, &first), -ENOSPC);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 400, 2, &first), -ENOSPC);
 	KUNIT_EXPECT_EQ(test, first, 99U);
-	KUNIT_EXPECT_EQ(test, dmr_store_used(st), 9U);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 1, &first), 0);
-	KUNIT_EXPECT_EQ(test, first, 9U);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 1, &first), -ENOSPC);
+	KUNIT_EXPECT_EQ(test, dmr_store_used(st), 29U);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 400, 1, &first), 0);
+	KUNIT_EXPECT_EQ(test, first, 29U);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 401, 1, &first), -ENOSPC);
 	dmr_store_destroy(st);
 }
 
@@ -1137,6 +1142,8 @@ static void store_reset_empties_everything(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, dmr_store_nr_mapped(st), 0);
 	KUNIT_EXPECT_FALSE(test, dmr_store_lookup(st, 3, &slot));
 	/* The same chunk may be mapped again in the new epoch. */
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), -EAGAIN);
+	KUNIT_ASSERT_EQ(test, dmr_store_reserve(st, 1), 0);
 	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), 0);
 	KUNIT_EXPECT_EQ(test, slot, 0U);
 	insert(test, st, 3, slot, 0);
@@ -1371,26 +1378,41 @@ static void store_map_makes_room_before_slots(struct kunit *test)
 	struct dmr_store *st = store_for_test(test, 100000);
 	u32 slot, first, used;
 
-	/* A new map has room for a first page of slots. */
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 1024, &first), 0);
+	/* A first reserve made room for dozens of single slots. */
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 0, 7, &first), 0);
 	KUNIT_EXPECT_EQ(test, first, 0U);
 	/* Then the allocator stops where the room ends, and takes nothing. */
 	while (!dmr_store_alloc_slot(st, &slot))
 		;
 	used = dmr_store_used(st);
-	KUNIT_EXPECT_GE(test, used, 1024U);
+	KUNIT_EXPECT_GE(test, used, 32U);
 	KUNIT_EXPECT_LT(test, used, 100000U);
 	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), -EAGAIN);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 300, &first), -EAGAIN);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 0, 7, &first), -EAGAIN);
 	KUNIT_EXPECT_EQ(test, dmr_store_used(st), used);
-	KUNIT_EXPECT_EQ(test, dmr_store_reserve(st, 300), 0);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 300, &first), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_reserve(st, 7), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 0, 7, &first), 0);
 	KUNIT_EXPECT_EQ(test, first, used);
+	/* Runs need no single slots' room, only their group entries'. */
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 0, 3000, &first), 0);
+	KUNIT_EXPECT_EQ(test, first, used + 7);
+	/* More entries than even a growth at half full (a worker's) makes. */
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 1U << 20, 10000, &first),
+			-EAGAIN);
+	/* A failed run makes singles wait for a reserve, which makes room. */
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), -EAGAIN);
+	KUNIT_EXPECT_EQ(test, dmr_store_reserve(st, 1), 0);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 1U << 20, 10000, &first),
+			0);
+	KUNIT_EXPECT_EQ(test, first, used + 3007);
 	/* Room is never made past the store: -ENOSPC at its end. */
 	KUNIT_EXPECT_EQ(test, dmr_store_reserve(st, 200000), 0);
-	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slots(st, 100000 - used - 300,
-						    &first), 0);
+	used = dmr_store_used(st);
+	while (used < 100000 && !dmr_store_alloc_slot(st, &slot))
+		used++;
+	KUNIT_EXPECT_EQ(test, used, 100000U);
 	KUNIT_EXPECT_EQ(test, dmr_store_alloc_slot(st, &slot), -ENOSPC);
+	KUNIT_EXPECT_EQ(test, dmr_store_alloc_run(st, 0, 8, &first), -ENOSPC);
 	dmr_store_destroy(st);
 }
 
@@ -1459,6 +1481,128 @@ static void store_map_grows_and_keeps_every_mapping(struct kunit *test)
 	for (i = 0; i < n; i++)
 		KUNIT_ASSERT_EQ(test, chunks[i], scattered(i));
 	dmr_store_take_pending(st);
+	dmr_store_destroy(st);
+}
+
+/* Takes slots as the I/O path does: a reserve when the map asks for one. */
+static u32 take_run(struct kunit *test, struct dmr_store *st, u32 chunk, u32 n)
+{
+	u32 first;
+	int r = n == 1 ? dmr_store_alloc_slot(st, &first) :
+			 dmr_store_alloc_run(st, chunk, n, &first);
+
+	if (r == -EAGAIN) {
+		KUNIT_EXPECT_EQ(test, dmr_store_reserve(st, 1), 0);
+		r = n == 1 ? dmr_store_alloc_slot(st, &first) :
+			     dmr_store_alloc_run(st, chunk, n, &first);
+	}
+	KUNIT_EXPECT_EQ(test, r, 0);
+	return first;
+}
+
+/*
+ * Runs in group entries beside singles: runs of 1 to 300 chunks at any
+ * alignment, some mapped in part, their chunks inserted out of order, a
+ * single that lands on a run's delta, durable bits set by inserts and by a
+ * commit, and every chunk found at its slot, listed once, and not twice.
+ */
+static void store_map_keeps_runs_and_singles(struct kunit *test)
+{
+	const u32 nr = 400;
+	u32 *chunk_of = kunit_kcalloc(test, 200000, sizeof(u32), GFP_KERNEL);
+	u32 *chunks = kunit_kcalloc(test, 200000, sizeof(u32), GFP_KERNEL);
+	struct dmr_pending *p = kunit_kcalloc(test, nr, sizeof(*p), GFP_KERNEL);
+	struct dmr_store *st = store_for_test(test, 200000);
+	u32 i, j, k, n, first, slot, next = 5, seed = 1, mapped = 0, got;
+	int err;
+
+	KUNIT_ASSERT_NOT_NULL(test, chunk_of);
+	KUNIT_ASSERT_NOT_NULL(test, chunks);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	dmr_store_set_io(st, &fake_store_io);
+	memset(chunk_of, 0xff, 200000 * sizeof(u32));
+	for (i = 0; i < nr; i++) {
+		seed = seed * 1103515245 + 12345;
+		n = i % 3 ? (seed >> 16) % 300 + 1 : 1;
+		first = take_run(test, st, next, n);
+		/* Every fifth run leaves its last half unmapped. */
+		k = i % 5 == 4 ? n / 2 : n;
+		for (j = 0; j < k; j++) {
+			/* Out of order: a stride prime to any run length. */
+			u32 c = next + (j * 307) % k;
+
+			KUNIT_ASSERT_EQ(test, dmr_store_insert(st, c,
+							       first + c - next,
+							       i % 2),
+					0);
+			chunk_of[first + c - next] = c;
+			mapped++;
+		}
+		if (k)
+			p[i] = (struct dmr_pending){ .chunk = next,
+						     .slot = first,
+						     .mapped = true };
+		if (k && !(i % 2))
+			dmr_store_queue(st, &p[i]);
+		/* Gaps of 0 to 2 chunks: runs placed back to back, or not. */
+		next += n + (seed >> 8) % 3;
+	}
+	/* A single right after a run lands on its delta: in its entry. */
+	first = take_run(test, st, next, 16);
+	for (j = 0; j < 16; j++) {
+		KUNIT_ASSERT_EQ(test, dmr_store_insert(st, next + j, first + j,
+						       true), 0);
+		chunk_of[first + j] = next + j;
+	}
+	slot = take_run(test, st, 0, 1);
+	KUNIT_ASSERT_EQ(test, slot, first + 16);
+	next += 16;
+	KUNIT_ASSERT_EQ(test, dmr_store_insert(st, next, slot, false), 0);
+	chunk_of[slot] = next;
+	mapped += 17;
+
+	fake = &(struct fake_io){};
+	dmr_store_commit(st, true, &err);
+	fake = NULL;
+	KUNIT_ASSERT_EQ(test, err, 0);
+
+	KUNIT_EXPECT_EQ(test, dmr_store_nr_mapped(st), mapped);
+	for (slot = 0; slot < dmr_store_used(st); slot++) {
+		u32 c = chunk_of[slot], at;
+
+		if (c == U32_MAX)
+			continue;
+		KUNIT_ASSERT_TRUE(test, dmr_store_lookup(st, c, &at));
+		KUNIT_ASSERT_EQ(test, at, slot);
+		KUNIT_ASSERT_EQ(test, dmr_store_insert(st, c, slot + 1, false),
+				-EEXIST);
+	}
+	/* Durable: inserted so by odd runs, committed for even runs' heads. */
+	for (i = 0; i < nr; i++) {
+		if (!p[i].mapped)
+			continue;
+		KUNIT_EXPECT_TRUE(test, dmr_store_lookup_durable(st, p[i].chunk));
+	}
+	KUNIT_EXPECT_FALSE(test, dmr_store_lookup_durable(st, next));
+	/* Chunks in no run, and the unmapped halves, are misses. */
+	for (i = 0, k = 0; i < dmr_store_used(st); i++)
+		if (chunk_of[i] != U32_MAX)
+			chunks[k++] = chunk_of[i];
+	KUNIT_ASSERT_EQ(test, k, mapped);
+	k = dmr_plan_finish(chunks, k, 0);
+	KUNIT_ASSERT_EQ(test, k, mapped);
+	for (i = 0, j = 0; i <= next + 1; i++) {
+		bool in = j < k && chunks[j] == i;
+
+		KUNIT_ASSERT_EQ(test, dmr_store_lookup(st, i, &slot), in);
+		j += in;
+	}
+	/* Listed once each. */
+	KUNIT_EXPECT_EQ(test, dmr_store_collect(st, chunks, 200000, &got), 0);
+	KUNIT_ASSERT_EQ(test, got, mapped);
+	KUNIT_EXPECT_EQ(test, dmr_plan_finish(chunks, got, 0), mapped);
+	KUNIT_EXPECT_EQ(test, dmr_store_collect(st, chunks, mapped - 1, &got),
+			-EIO);
 	dmr_store_destroy(st);
 }
 
@@ -1805,6 +1949,7 @@ static struct kunit_case dmr_store_cases[] = {
 	KUNIT_CASE(store_maps_chunks),
 	KUNIT_CASE(store_map_makes_room_before_slots),
 	KUNIT_CASE(store_map_grows_and_keeps_every_mapping),
+	KUNIT_CASE(store_map_keeps_runs_and_singles),
 	KUNIT_CASE(store_map_without_tag_bits),
 	KUNIT_CASE(store_reset_empties_everything),
 	{}
