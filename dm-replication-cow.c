@@ -460,8 +460,8 @@ static void dmr_map_grow_work(struct work_struct *w)
 
 /*
  * Makes room for singles in slots [@from, @to), for @singles singles in
- * all, and for the runs' entries in use and a margin.  Sleeps; allocates as
- * GFP_NOIO.  Return: 0, or -ENOMEM with less room.
+ * all, and for the entries that a run found no room for, with a margin.
+ * Sleeps; allocates as GFP_NOIO.  Return: 0, or -ENOMEM with less room.
  */
 static int dmr_map_reserve(struct dmr_map *m, u32 from, u32 to, u32 singles)
 {
