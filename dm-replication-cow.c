@@ -241,12 +241,20 @@ static struct dmr_group *dmr_group_find(struct dmr_table *gs, u32 group,
 	}
 }
 
-/* Is @chunk mapped by an entry of @gs (at @slot, @durable)? */
-static bool dmr_group_get(struct dmr_table *gs, u32 chunk, u32 *slot,
-			  bool *durable)
+/* The bit of @chunk in its group's bitmaps. */
+static unsigned long dmr_group_bit(u32 chunk)
+{
+	return BIT(chunk & (DMR_GROUP_CHUNKS - 1));
+}
+
+/*
+ * The entry of @gs that maps @chunk, or NULL.  The caller holds the RCU
+ * read lock or @m->lock.
+ */
+static struct dmr_group *dmr_group_of(struct dmr_table *gs, u32 chunk)
 {
 	u32 group = chunk >> DMR_GROUP_SHIFT, i, mask = BIT(gs->bits) - 1, key;
-	unsigned long bit = BIT(chunk & (DMR_GROUP_CHUNKS - 1));
+	unsigned long bit = dmr_group_bit(chunk);
 	struct dmr_group *e;
 
 	for (i = dmr_table_start(gs, __hash_32(group));; i = (i + 1) & mask) {
@@ -254,13 +262,10 @@ static bool dmr_group_get(struct dmr_table *gs, u32 chunk, u32 *slot,
 		/* Pairs with the release in dmr_map_add_run(): @delta. */
 		key = smp_load_acquire(&e->key);
 		if (!key)
-			return false;
+			return NULL;
 		/* Pairs with the release in dmr_map_insert(): @durable. */
-		if (key == group + 1 && (smp_load_acquire(&e->mapped) & bit)) {
-			*slot = chunk + e->delta;
-			*durable = READ_ONCE(e->durable) & bit;
-			return true;
-		}
+		if (key == group + 1 && (smp_load_acquire(&e->mapped) & bit))
+			return e;
 	}
 }
 
@@ -271,19 +276,22 @@ static bool dmr_group_get(struct dmr_table *gs, u32 chunk, u32 *slot,
 static bool dmr_map_get(const struct dmr_map *m, u32 chunk, u32 *slot,
 			bool *durable)
 {
-	bool found;
+	struct dmr_group *e;
 	u32 b;
 
 	rcu_read_lock();
-	found = dmr_group_get(rcu_dereference(m->groups), chunk, slot, durable);
-	if (!found) {
+	e = dmr_group_of(rcu_dereference(m->groups), chunk);
+	if (e) {
+		*slot = chunk + e->delta;
+		*durable = READ_ONCE(e->durable) & dmr_group_bit(chunk);
+		b = 1;
+	} else {
 		dmr_index_find(m, rcu_dereference(m->index), chunk, &b);
-		found = b;
 		*slot = (b & dmr_map_slot_mask(m)) - 1;
 		*durable = b & DMR_SLOT_DURABLE;
 	}
 	rcu_read_unlock();
-	return found;
+	return b;
 }
 
 static void dmr_table_free(struct dmr_table *t)
@@ -573,18 +581,17 @@ out:
  */
 static int dmr_map_insert(struct dmr_map *m, u32 chunk, u32 slot, bool durable)
 {
-	unsigned long bit = BIT(chunk & (DMR_GROUP_CHUNKS - 1));
+	unsigned long bit = dmr_group_bit(chunk);
 	struct dmr_table *ix, *gs;
 	struct dmr_group *e;
-	u32 *b, val, other;
-	bool d;
+	u32 *b, val;
 	int r = 0;
 
 	spin_lock(&m->lock);
 	ix = rcu_dereference_protected(m->index, lockdep_is_held(&m->lock));
 	gs = rcu_dereference_protected(m->groups, lockdep_is_held(&m->lock));
 	b = dmr_index_find(m, ix, chunk, &val);
-	if (val || dmr_group_get(gs, chunk, &other, &d)) {
+	if (val || dmr_group_of(gs, chunk)) {
 		r = -EEXIST;
 		goto out;
 	}
@@ -593,7 +600,7 @@ static int dmr_map_insert(struct dmr_map *m, u32 chunk, u32 slot, bool durable)
 	if (e->key) {
 		if (durable)
 			WRITE_ONCE(e->durable, e->durable | bit);
-		/* The durable bit before the mapped one: see dmr_group_get(). */
+		/* The durable bit before the mapped one: see dmr_map_get(). */
 		smp_store_release(&e->mapped, e->mapped | bit);
 		goto out;
 	}
@@ -620,15 +627,12 @@ static void dmr_map_set_durable(struct dmr_map *m, u32 chunk)
 {
 	struct dmr_table *gs = rcu_dereference_protected(m->groups,
 						lockdep_is_held(&m->lock));
-	unsigned long bit = BIT(chunk & (DMR_GROUP_CHUNKS - 1));
+	struct dmr_group *e = dmr_group_of(gs, chunk);
 	struct dmr_table *ix;
-	struct dmr_group *e;
-	u32 val, *b, slot;
-	bool d;
+	u32 val, *b;
 
-	if (dmr_group_get(gs, chunk, &slot, &d)) {
-		e = dmr_group_find(gs, chunk >> DMR_GROUP_SHIFT, slot - chunk);
-		WRITE_ONCE(e->durable, e->durable | bit);
+	if (e) {
+		WRITE_ONCE(e->durable, e->durable | dmr_group_bit(chunk));
 		return;
 	}
 	ix = rcu_dereference_protected(m->index, lockdep_is_held(&m->lock));
