@@ -152,8 +152,8 @@ bool dmr_store_lookup(struct dmr_store *st, u32 chunk, u32 *slot);
 bool dmr_store_lookup_durable(struct dmr_store *st, u32 chunk);
 /*
  * Maps @chunk to @slot, a slot given out; @durable says its record is
- * committed already.  Never allocates.  Return: 0, -EEXIST or -ENOMEM.
- * Sleeps.
+ * committed already.  Process context; never sleeps or allocates.
+ * Return: 0, -EEXIST or -ENOMEM.
  */
 int dmr_store_insert(struct dmr_store *st, u32 chunk, u32 slot, bool durable);
 /*
