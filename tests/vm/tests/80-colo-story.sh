@@ -149,13 +149,14 @@ attach() {	# attach HOST SERVER EXPORT NBDDEV
 
 # The primary VM's workload: files of random size and content under DIR/data,
 # a few rewritten, a syncfs now and then; each write's checksum is appended to
-# MANIFEST once the file is whole.  SIGUSR1 ends it between two files.
+# MANIFEST once the file is whole.  The file STOP ends it between two files.
+# Not a signal: bash 5.2 can run a trap while it parses a $(...), and the
+# parse then fails ("unexpected EOF while looking for matching `)'").
 cat >"$TMPDIR/workload" <<'EOF'
 #!/bin/bash
-dir=$1 manifest=$2 tag=$3 n=0 stop=0
-trap 'stop=1' USR1
+dir=$1 manifest=$2 tag=$3 stop=$4 n=0
 mkdir -p "$dir/data"
-while [ $stop = 0 ]; do
+while [ ! -e "$stop" ]; do
 	n=$((n + 1))
 	if [ $((n % 5)) = 0 ] && [ -s "$manifest" ]; then
 		f=$(awk 'NR % 7 == 1 { f = $2 } END { print f }' "$manifest")
@@ -170,12 +171,12 @@ while [ $stop = 0 ]; do
 done
 exit 0
 EOF
-# The secondary VM's own writes: 4 KiB at random past the file system's end.
+# The secondary VM's own writes: 4 KiB at random past the file system's end,
+# until the file STOP is there.
 cat >"$TMPDIR/diverge" <<'EOF'
 #!/bin/bash
-dev=$1 first=$2 blocks=$3 stop=0
-trap 'stop=1' TERM
-while [ $stop = 0 ]; do
+dev=$1 first=$2 blocks=$3 stop=$4
+while [ ! -e "$stop" ]; do
 	dd if=/dev/urandom of="$dev" bs=4096 seek=$((first + (RANDOM * 32768 + RANDOM) % blocks)) \
 		count=1 oflag=direct conv=notrunc status=none || exit 1
 done
@@ -188,19 +189,25 @@ expected() { tac "$1" | awk '!seen[$2]++' | sort -k2; }
 
 WL_PID="" DV_PID=""
 start_workload() {	# start_workload HOST DIR TAG
-	ip netns exec "dmr-$1" "$TMPDIR/workload" "$2" "$TMPDIR/manifest" "$3" &
+	rm -f "$TMPDIR/workload.stop"
+	ip netns exec "dmr-$1" "$TMPDIR/workload" "$2" "$TMPDIR/manifest" "$3" \
+		"$TMPDIR/workload.stop" &
 	WL_PID=$!
 }
 stop_workload() {
-	kill -USR1 "$WL_PID" && wait "$WL_PID" || not_ok "the workload on the primary failed"
+	touch "$TMPDIR/workload.stop"
+	wait "$WL_PID" || not_ok "the workload on the primary failed"
 	WL_PID=""
 }
 start_diverging() {	# start_diverging HOST DEV
-	ip netns exec "dmr-$1" "$TMPDIR/diverge" "$2" $((FS_MB * 256)) $(((SIZE / 8) - FS_MB * 256)) &
+	rm -f "$TMPDIR/diverge.stop"
+	ip netns exec "dmr-$1" "$TMPDIR/diverge" "$2" $((FS_MB * 256)) $(((SIZE / 8) - FS_MB * 256)) \
+		"$TMPDIR/diverge.stop" &
 	DV_PID=$!
 }
 stop_diverging() {
-	kill -TERM "$DV_PID" && wait "$DV_PID" || not_ok "the secondary VM's writes failed"
+	touch "$TMPDIR/diverge.stop"
+	wait "$DV_PID" || not_ok "the secondary VM's writes failed"
 	DV_PID=""
 }
 # wait_files N: until the workload has written N more files
