@@ -1,4 +1,4 @@
 #!/bin/bash
-# timeout: 900
+# timeout: 1800
 # Figure 6: kernel memory per mapped chunk.
 exec python3 "$REPO/bench/bench.py" memory
