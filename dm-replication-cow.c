@@ -21,6 +21,7 @@
 #include <linux/hash.h>
 #include <linux/kernel.h>
 #include <linux/log2.h>
+#include <linux/math.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -107,7 +108,7 @@ struct dmr_store {
  *    of the chunk: 0 when empty, else the slot + 1 in the low @slot_bits, a
  *    tag (other bits of the hash) above it, so that a probe rarely reads
  *    @rev in vain, and %DMR_SLOT_DURABLE on top.  4 bytes a slot given out
- *    and 4 a bucket: about 9 to 15 bytes a chunk.
+ *    and 4 a bucket at most 3/4 full: about 9 to 12 bytes a chunk.
  * An insert whose chunk and slot an entry of @groups describes sets the
  * entry's bit, however the slot was given out: the entry gives exactly it.
  *
@@ -129,10 +130,10 @@ struct dmr_store {
 #define DMR_REV_SHIFT		10
 #define DMR_REV_PER_PAGE	BIT(DMR_REV_SHIFT)
 #define DMR_NO_CHUNK		U32_MAX		/* chunks are below U32_MAX */
-#define DMR_INDEX_MIN_BITS	6
+#define DMR_INDEX_MIN		64		/* buckets */
 #define DMR_GROUP_CHUNKS	BITS_PER_LONG
 #define DMR_GROUP_SHIFT		ilog2(DMR_GROUP_CHUNKS)
-#define DMR_GROUPS_MIN_BITS	6
+#define DMR_GROUPS_MIN		64		/* entries */
 #define DMR_RUN_MIN		8	/* shorter runs are mapped as singles */
 
 /* The chunks of one aligned group that sit at chunk + @delta. */
@@ -144,14 +145,16 @@ struct dmr_group {
 };
 
 /*
- * A table of @index or of @groups: an allocation of its own of a power of
- * two entries (with a header in front, 2^16 buckets took a 512 KiB block),
- * from vmalloc when it is larger than a page and not a power of two bytes
- * (kmalloc would round 24 KiB of entries up to 32).
+ * A table of @index or of @groups: an allocation of its own (with a header
+ * in front, 2^16 buckets took a 512 KiB block) of as many entries as fill
+ * it, sized for what it must hold and not to a power of two: a power of two
+ * bytes up to a page (kmalloc's sizes), whole pages above, from vmalloc
+ * unless a power of two (kmalloc would round 24 KiB of entries up to 32).
+ * A probe starts at the hash scaled to @nr.
  */
 struct dmr_table {
 	struct rcu_head rcu;
-	unsigned int bits;
+	u32 nr;				/* entries */
 	union {
 		u32 *buckets;
 		struct dmr_group *entries;
@@ -195,7 +198,13 @@ static u32 dmr_map_rev(const struct dmr_map *m, u32 slot)
 /* The first place to probe for @hash in @t. */
 static u32 dmr_table_start(const struct dmr_table *t, u32 hash)
 {
-	return hash >> (32 - t->bits);
+	return reciprocal_scale(hash, t->nr);
+}
+
+/* The place to probe after @i in @t (linear probing). */
+static u32 dmr_table_next(const struct dmr_table *t, u32 i)
+{
+	return i + 1 < t->nr ? i + 1 : 0;
 }
 
 /*
@@ -206,11 +215,10 @@ static u32 dmr_table_start(const struct dmr_table *t, u32 hash)
 static u32 *dmr_index_find(const struct dmr_map *m, struct dmr_table *ix,
 			   u32 chunk, u32 *val)
 {
-	u32 h = __hash_32(chunk), mask = BIT(ix->bits) - 1;
-	u32 tag = (h << m->slot_bits) & m->tag_mask;
+	u32 h = __hash_32(chunk), tag = (h << m->slot_bits) & m->tag_mask;
 	u32 i, b;
 
-	for (i = dmr_table_start(ix, h);; i = (i + 1) & mask) {
+	for (i = dmr_table_start(ix, h);; i = dmr_table_next(ix, i)) {
 		/* Pairs with the release in dmr_map_insert(): @rev is set. */
 		b = smp_load_acquire(&ix->buckets[i]);
 		if (!b ||
@@ -229,10 +237,10 @@ static u32 *dmr_index_find(const struct dmr_map *m, struct dmr_table *ix,
 static struct dmr_group *dmr_group_find(struct dmr_table *gs, u32 group,
 					u32 delta)
 {
-	u32 i, mask = BIT(gs->bits) - 1, key;
 	struct dmr_group *e;
+	u32 i, key;
 
-	for (i = dmr_table_start(gs, __hash_32(group));; i = (i + 1) & mask) {
+	for (i = dmr_table_start(gs, __hash_32(group));; i = dmr_table_next(gs, i)) {
 		e = &gs->entries[i];
 		/* Pairs with the release in dmr_map_add_run(): @delta is set. */
 		key = smp_load_acquire(&e->key);
@@ -253,11 +261,11 @@ static unsigned long dmr_group_bit(u32 chunk)
  */
 static struct dmr_group *dmr_group_of(struct dmr_table *gs, u32 chunk)
 {
-	u32 group = chunk >> DMR_GROUP_SHIFT, i, mask = BIT(gs->bits) - 1, key;
+	u32 group = chunk >> DMR_GROUP_SHIFT, i, key;
 	unsigned long bit = dmr_group_bit(chunk);
 	struct dmr_group *e;
 
-	for (i = dmr_table_start(gs, __hash_32(group));; i = (i + 1) & mask) {
+	for (i = dmr_table_start(gs, __hash_32(group));; i = dmr_table_next(gs, i)) {
 		e = &gs->entries[i];
 		/* Pairs with the release in dmr_map_add_run(): @delta. */
 		key = smp_load_acquire(&e->key);
@@ -306,15 +314,15 @@ static void dmr_table_free_rcu(struct rcu_head *rcu)
 	dmr_table_free(container_of(rcu, struct dmr_table, rcu));
 }
 
-/* A table of 2^@bits zeroed entries of @size bytes.  Sleeps. */
-static struct dmr_table *dmr_table_alloc(unsigned int bits, size_t size)
+/* A table of @nr zeroed entries of @size bytes.  Sleeps. */
+static struct dmr_table *dmr_table_alloc(u32 nr, size_t size)
 {
 	unsigned int noio = memalloc_noio_save();
 	struct dmr_table *t = kzalloc(sizeof(*t), GFP_KERNEL);
 
-	size <<= bits;
+	size *= nr;
 	if (t) {
-		t->bits = bits;
+		t->nr = nr;
 		if (size > PAGE_SIZE && !is_power_of_2(size))
 			t->mem = vzalloc(size);
 		else
@@ -334,7 +342,7 @@ static void dmr_index_rehash(const struct dmr_map *m, struct dmr_table *to,
 {
 	u32 i, b, chunk, empty;
 
-	for (i = 0; i < BIT(from->bits); i++) {
+	for (i = 0; i < from->nr; i++) {
 		b = from->buckets[i];
 		if (!b)
 			continue;
@@ -350,52 +358,63 @@ static void dmr_groups_rehash(const struct dmr_map *m, struct dmr_table *to,
 	const struct dmr_group *e;
 	u32 i;
 
-	for (i = 0; i < BIT(from->bits); i++) {
+	for (i = 0; i < from->nr; i++) {
 		e = &from->entries[i];
 		if (e->key)
 			*dmr_group_find(to, e->key - 1, e->delta) = *e;
 	}
 }
 
-/* The table bits for @n entries at most 3/4 full. */
-static unsigned int dmr_table_bits_for(u32 n, unsigned int min_bits)
+/*
+ * How many entries of @size bytes a table needs to hold @n at most 3/4
+ * full, at least @min: as many as fill its allocation (see dmr_table).
+ */
+static u32 dmr_table_nr_for(u32 n, u32 min, size_t size)
 {
-	u64 need = DIV_ROUND_UP_ULL((u64)n * 4, 3);
+	u64 bytes = max_t(u64, min, DIV_ROUND_UP_ULL((u64)n * 4, 3)) * size;
 
-	return max_t(unsigned int, min_bits,
-		     need > 1 ? ilog2(need - 1) + 1 : 0);
+	bytes = bytes <= PAGE_SIZE ? roundup_pow_of_two(bytes) :
+		round_up(bytes, PAGE_SIZE);
+	return min_t(u64, bytes / size, U32_MAX);
 }
 
-/* How many entries a table of @bits holds at most 3/4 full. */
-static u32 dmr_table_room(unsigned int bits)
+/* How many entries @t holds at most 3/4 full. */
+static u32 dmr_table_room(const struct dmr_table *t)
 {
-	return BIT(bits) / 4 * 3;
-}
-
-/* What to grow a count of @n in use to: a margin of an eighth, at least @min. */
-static u32 dmr_with_margin(u32 n, u32 min)
-{
-	return min_t(u64, U32_MAX, (u64)n + max(n / 8, min));
+	return (u64)t->nr * 3 / 4;
 }
 
 /*
- * Grows the table @slot of @m, of entries of @size bytes, to @bits when it
- * is smaller, rehashing it with @rehash under @m->lock.  The caller holds
+ * What to grow a count of @n in use to: a margin of a half, at least @min.
+ * A table sized to it is half full after the growth, so growths rehash about
+ * three times the entries a table ends with.
+ */
+static u32 dmr_with_margin(u32 n, u32 min)
+{
+	return min_t(u64, U32_MAX, (u64)n + max(n / 2, min));
+}
+
+/*
+ * Grows the table @slot of @m, of entries of @size bytes (at least @min),
+ * to hold @want when it has less room, rehashing it with @rehash under
+ * @m->lock; sets @room to the table's room.  The caller holds
  * @m->grow_lock.  Return: 0 or -ENOMEM.
  */
 static int dmr_map_grow(struct dmr_map *m, struct dmr_table __rcu **slot,
-			unsigned int bits, size_t size,
+			u32 want, u32 min, size_t size,
 			void (*rehash)(const struct dmr_map *m,
 				       struct dmr_table *to,
-				       const struct dmr_table *from))
+				       const struct dmr_table *from),
+			u32 *room)
 {
 	struct dmr_table *t, *old;
 
 	/* Only a growth switches a table: @grow_lock keeps it. */
 	old = rcu_dereference_protected(*slot, lockdep_is_held(&m->grow_lock));
-	if (bits <= old->bits)
+	*room = dmr_table_room(old);
+	if (want <= *room)
 		return 0;
-	t = dmr_table_alloc(bits, size);
+	t = dmr_table_alloc(dmr_table_nr_for(want, min, size), size);
 	if (!t)
 		return -ENOMEM;
 	spin_lock(&m->lock);
@@ -403,6 +422,7 @@ static int dmr_map_grow(struct dmr_map *m, struct dmr_table __rcu **slot,
 	rcu_assign_pointer(*slot, t);
 	spin_unlock(&m->lock);
 	call_rcu(&old->rcu, dmr_table_free_rcu);
+	*room = dmr_table_room(t);
 	return 0;
 }
 
@@ -437,24 +457,25 @@ static int dmr_map_rev_pages(struct dmr_map *m, u32 from, u32 to)
  */
 static int dmr_map_group_room(struct dmr_map *m, u32 want)
 {
-	unsigned int bits;
+	u32 room;
 	int r;
 
 	if (want <= m->group_room)
 		return 0;
-	bits = dmr_table_bits_for(want, DMR_GROUPS_MIN_BITS);
-	r = dmr_map_grow(m, &m->groups, bits, sizeof(struct dmr_group),
-			 dmr_groups_rehash);
+	r = dmr_map_grow(m, &m->groups, want, DMR_GROUPS_MIN,
+			 sizeof(struct dmr_group), dmr_groups_rehash, &room);
 	if (r)
 		return r;
 	/* Pairs with dmr_map_add_run(): the room is made first. */
-	smp_store_release(&m->group_room, dmr_table_room(bits));
+	smp_store_release(&m->group_room, room);
 	return 0;
 }
 
 /*
- * Runs used 3/4 of @groups' room: room for twice as many entries, before a
- * run finds none (and its first chunk takes the single way, its reserve).
+ * Runs used 15/16 of @groups' room (the table is 70 % full): room for 5/3
+ * of the entries in use (45 % full), before a run finds none (and its first
+ * chunk takes the single way, its reserve).  So a table of runs stays
+ * between 45 and 75 % full: 0.5 to 0.83 bytes a chunk of full groups.
  */
 static void dmr_map_grow_work(struct work_struct *w)
 {
@@ -462,7 +483,8 @@ static void dmr_map_grow_work(struct work_struct *w)
 
 	mutex_lock(&m->grow_lock);
 	/* On failure a run finds no room and its reserve tries again. */
-	dmr_map_group_room(m, min_t(u64, U32_MAX, 2ULL * READ_ONCE(m->nr_groups)));
+	dmr_map_group_room(m, min_t(u64, U32_MAX,
+				    5ULL * READ_ONCE(m->nr_groups) / 3));
 	mutex_unlock(&m->grow_lock);
 }
 
@@ -473,7 +495,7 @@ static void dmr_map_grow_work(struct work_struct *w)
  */
 static int dmr_map_reserve(struct dmr_map *m, u32 from, u32 to, u32 singles)
 {
-	unsigned int bits;
+	u32 room;
 	int r;
 
 	mutex_lock(&m->grow_lock);
@@ -482,21 +504,20 @@ static int dmr_map_reserve(struct dmr_map *m, u32 from, u32 to, u32 singles)
 		goto out;
 
 	if (singles > m->single_room) {
-		bits = dmr_table_bits_for(dmr_with_margin(singles,
-							  DMR_REV_PER_PAGE),
-					  DMR_INDEX_MIN_BITS);
-		r = dmr_map_grow(m, &m->index, bits, sizeof(u32),
-				 dmr_index_rehash);
+		r = dmr_map_grow(m, &m->index,
+				 dmr_with_margin(singles, DMR_REV_PER_PAGE),
+				 DMR_INDEX_MIN, sizeof(u32), dmr_index_rehash,
+				 &room);
 		if (r)
 			goto out;
 		/* Pairs with dmr_map_take_singles(): the room is made first. */
-		smp_store_release(&m->single_room, dmr_table_room(bits));
+		smp_store_release(&m->single_room, room);
 	}
 
 	if (READ_ONCE(m->want_groups)) {
 		r = dmr_map_group_room(m,
 				       dmr_with_margin(READ_ONCE(m->want_groups),
-						       BIT(DMR_GROUPS_MIN_BITS)));
+						       DMR_GROUPS_MIN));
 		if (!r)
 			WRITE_ONCE(m->want_groups, 0);
 	}
@@ -566,8 +587,8 @@ static bool dmr_map_add_run(struct dmr_map *m, u32 chunk, u32 slot, u32 n)
 		smp_store_release(&e->key, g + 1);
 		WRITE_ONCE(m->nr_groups, m->nr_groups + 1);
 	}
-	/* Past 3/4 of the room (9/16 full): a worker doubles the table. */
-	if (m->nr_groups > m->group_room / 4 * 3)
+	/* Past 15/16 of the room: a worker grows the table. */
+	if (m->nr_groups > m->group_room / 16 * 15)
 		queue_work(dmr_map_wq, &m->grow_work);
 	ok = true;
 out:
@@ -677,14 +698,17 @@ static struct dmr_map *dmr_map_create(u32 nr_slots)
 	INIT_WORK(&m->free_work, dmr_map_free_work);
 	m->rev = kvcalloc(max_t(u32, DIV_ROUND_UP(nr_slots, DMR_REV_PER_PAGE), 1),
 			  sizeof(*m->rev), GFP_KERNEL);
-	ix = dmr_table_alloc(DMR_INDEX_MIN_BITS, sizeof(u32));
-	gs = dmr_table_alloc(DMR_GROUPS_MIN_BITS, sizeof(struct dmr_group));
+	ix = dmr_table_alloc(dmr_table_nr_for(0, DMR_INDEX_MIN, sizeof(u32)),
+			     sizeof(u32));
+	gs = dmr_table_alloc(dmr_table_nr_for(0, DMR_GROUPS_MIN,
+					      sizeof(struct dmr_group)),
+			     sizeof(struct dmr_group));
 	RCU_INIT_POINTER(m->index, ix);
 	RCU_INIT_POINTER(m->groups, gs);
 	if (ix)
-		m->single_room = dmr_table_room(ix->bits);
+		m->single_room = dmr_table_room(ix);
 	if (gs)
-		m->group_room = dmr_table_room(gs->bits);
+		m->group_room = dmr_table_room(gs);
 	/* No @rev page yet: the first single slot waits for a reserve. */
 	if (!m->rev || !ix || !gs) {
 		dmr_map_destroy(m);
@@ -1047,7 +1071,7 @@ static bool dmr_groups_collect(struct dmr_table *gs, u32 *chunks, u32 max,
 	unsigned long bits;
 	u32 i, b;
 
-	for (i = 0; i < BIT(gs->bits); i++) {
+	for (i = 0; i < gs->nr; i++) {
 		e = &gs->entries[i];
 		if (!e->key)
 			continue;
@@ -1678,6 +1702,38 @@ struct llist_node *dmr_store_take_pending(struct dmr_store *st)
 void dmr_store_set_io(struct dmr_store *st, const struct dmr_store_io *io)
 {
 	st->io = io;
+}
+
+/* The bytes of @t's allocation, of entries of @size (see dmr_table_alloc()). */
+static size_t dmr_table_bytes(const struct dmr_table *t, size_t size)
+{
+	size_t bytes = t->nr * size;
+
+	return bytes <= PAGE_SIZE ? roundup_pow_of_two(bytes) : PAGE_ALIGN(bytes);
+}
+
+/**
+ * dmr_store_map_bytes() - the memory a store's map holds (KUnit)
+ * @st: the store, whose map nothing but its grow worker changes meanwhile
+ *
+ * Waits for the grow worker.
+ *
+ * Return: the bytes of its two tables, of its @rev pages and of their array.
+ */
+size_t dmr_store_map_bytes(struct dmr_store *st)
+{
+	struct dmr_map *m = st->map;
+	u32 p, pages = DIV_ROUND_UP(m->nr_slots, DMR_REV_PER_PAGE);
+	size_t bytes = max_t(u32, pages, 1) * sizeof(*m->rev);
+
+	flush_work(&m->grow_work);
+
+	for (p = 0; p < pages; p++)
+		bytes += m->rev[p] ? DMR_REV_PER_PAGE * sizeof(u32) : 0;
+	bytes += dmr_table_bytes(rcu_dereference_protected(m->index, true),
+				 sizeof(u32));
+	return bytes + dmr_table_bytes(rcu_dereference_protected(m->groups, true),
+				       sizeof(struct dmr_group));
 }
 
 /**

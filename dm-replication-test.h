@@ -44,6 +44,7 @@ struct dmr_store_io {
 };
 
 void dmr_store_set_io(struct dmr_store *st, const struct dmr_store_io *io);
+size_t dmr_store_map_bytes(struct dmr_store *st);
 u64 dmr_store_epoch(struct dmr_store *st);
 
 /* dm-replication-commit.c: the failover's pure logic. */

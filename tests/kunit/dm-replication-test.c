@@ -1606,6 +1606,37 @@ static void store_map_keeps_runs_and_singles(struct kunit *test)
 	dmr_store_destroy(st);
 }
 
+/*
+ * A sequential fill (runs of 256 chunks, 1 MiB writes of 4 KiB chunks) adds
+ * under a byte a chunk to what the empty map holds (its array of @rev page
+ * pointers, and what store_for_test()'s reserve made), at every point from
+ * 16384 chunks on: right after the run table grows too, which the grow
+ * worker does while the runs go on.
+ */
+static void store_map_sequential_fill_under_a_byte(struct kunit *test)
+{
+	const u32 run = 256, n = 400000, from = 16384;
+	struct dmr_store *st = store_for_test(test, n);
+	size_t empty = dmr_store_map_bytes(st), bytes;
+	u32 chunk, i, slot, worst = 0;
+
+	for (chunk = 0; chunk + run <= n; chunk += run) {
+		slot = take_run(test, st, chunk, run);
+		for (i = 0; i < run; i++)
+			KUNIT_ASSERT_EQ(test, dmr_store_insert(st, chunk + i,
+							       slot + i, false), 0);
+		if (chunk + run < from)
+			continue;
+		bytes = dmr_store_map_bytes(st) - empty;
+		/* Bytes per 1000 chunks. */
+		worst = max_t(u32, worst, bytes * 1000 / (chunk + run));
+		KUNIT_ASSERT_LE_MSG(test, bytes, (size_t)(chunk + run),
+				    "%zu bytes for %u chunks", bytes, chunk + run);
+	}
+	kunit_info(test, "at most %u bytes per 1000 chunks\n", worst);
+	dmr_store_destroy(st);
+}
+
 static void store_map_without_tag_bits(struct kunit *test)
 {
 	/* 2^30 slots leave no bit of a bucket for a tag (metadata not used). */
@@ -1950,6 +1981,7 @@ static struct kunit_case dmr_store_cases[] = {
 	KUNIT_CASE(store_map_makes_room_before_slots),
 	KUNIT_CASE(store_map_grows_and_keeps_every_mapping),
 	KUNIT_CASE(store_map_keeps_runs_and_singles),
+	KUNIT_CASE(store_map_sequential_fill_under_a_byte),
 	KUNIT_CASE(store_map_without_tag_bits),
 	KUNIT_CASE(store_reset_empties_everything),
 	{}
