@@ -365,17 +365,22 @@ static void dmr_groups_rehash(const struct dmr_map *m, struct dmr_table *to,
 	}
 }
 
+/* What an allocation of @bytes for a table takes (see dmr_table). */
+static u64 dmr_table_alloc_bytes(u64 bytes)
+{
+	return bytes <= PAGE_SIZE ? roundup_pow_of_two(bytes) :
+		round_up(bytes, PAGE_SIZE);
+}
+
 /*
  * How many entries of @size bytes a table needs to hold @n at most 3/4
- * full, at least @min: as many as fill its allocation (see dmr_table).
+ * full, at least @min: as many as fill its allocation.
  */
 static u32 dmr_table_nr_for(u32 n, u32 min, size_t size)
 {
 	u64 bytes = max_t(u64, min, DIV_ROUND_UP_ULL((u64)n * 4, 3)) * size;
 
-	bytes = bytes <= PAGE_SIZE ? roundup_pow_of_two(bytes) :
-		round_up(bytes, PAGE_SIZE);
-	return min_t(u64, bytes / size, U32_MAX);
+	return min_t(u64, dmr_table_alloc_bytes(bytes) / size, U32_MAX);
 }
 
 /* How many entries @t holds at most 3/4 full. */
@@ -386,7 +391,7 @@ static u32 dmr_table_room(const struct dmr_table *t)
 
 /*
  * What to grow a count of @n in use to: a margin of a half, at least @min.
- * A table sized to it is half full after the growth, so growths rehash about
+ * A table sized to it is half full after the growth, so growths rehash at most
  * three times the entries a table ends with.
  */
 static u32 dmr_with_margin(u32 n, u32 min)
@@ -472,10 +477,11 @@ static int dmr_map_group_room(struct dmr_map *m, u32 want)
 }
 
 /*
- * Runs used 15/16 of @groups' room (the table is 70 % full): room for 5/3
- * of the entries in use (45 % full), before a run finds none (and its first
- * chunk takes the single way, its reserve).  So a table of runs stays
- * between 45 and 75 % full: 0.5 to 0.83 bytes a chunk of full groups.
+ * Runs used 7/8 of @groups' room (the table is 66 % full): room for 5/3 of
+ * the entries in use (45 % full), before a run finds none (and its bio takes
+ * the chunk by chunk way, its reserve).  So while the worker keeps up, a
+ * table of runs stays 45 to 66 % full: 0.57 to 0.83 bytes a chunk of full
+ * groups.
  */
 static void dmr_map_grow_work(struct work_struct *w)
 {
@@ -587,8 +593,8 @@ static bool dmr_map_add_run(struct dmr_map *m, u32 chunk, u32 slot, u32 n)
 		smp_store_release(&e->key, g + 1);
 		WRITE_ONCE(m->nr_groups, m->nr_groups + 1);
 	}
-	/* Past 15/16 of the room: a worker grows the table. */
-	if (m->nr_groups > m->group_room / 16 * 15)
+	/* Past 7/8 of the room: a worker grows the table. */
+	if (m->nr_groups > m->group_room / 8 * 7)
 		queue_work(dmr_map_wq, &m->grow_work);
 	ok = true;
 out:
@@ -1704,14 +1710,6 @@ void dmr_store_set_io(struct dmr_store *st, const struct dmr_store_io *io)
 	st->io = io;
 }
 
-/* The bytes of @t's allocation, of entries of @size (see dmr_table_alloc()). */
-static size_t dmr_table_bytes(const struct dmr_table *t, size_t size)
-{
-	size_t bytes = t->nr * size;
-
-	return bytes <= PAGE_SIZE ? roundup_pow_of_two(bytes) : PAGE_ALIGN(bytes);
-}
-
 /**
  * dmr_store_map_bytes() - the memory a store's map holds (KUnit)
  * @st: the store, whose map nothing but its grow worker changes meanwhile
@@ -1725,15 +1723,15 @@ size_t dmr_store_map_bytes(struct dmr_store *st)
 	struct dmr_map *m = st->map;
 	u32 p, pages = DIV_ROUND_UP(m->nr_slots, DMR_REV_PER_PAGE);
 	size_t bytes = max_t(u32, pages, 1) * sizeof(*m->rev);
+	struct dmr_table *ix, *gs;
 
 	flush_work(&m->grow_work);
-
 	for (p = 0; p < pages; p++)
 		bytes += m->rev[p] ? DMR_REV_PER_PAGE * sizeof(u32) : 0;
-	bytes += dmr_table_bytes(rcu_dereference_protected(m->index, true),
-				 sizeof(u32));
-	return bytes + dmr_table_bytes(rcu_dereference_protected(m->groups, true),
-				       sizeof(struct dmr_group));
+	ix = rcu_dereference_protected(m->index, true);
+	gs = rcu_dereference_protected(m->groups, true);
+	bytes += dmr_table_alloc_bytes((u64)ix->nr * sizeof(u32));
+	return bytes + dmr_table_alloc_bytes((u64)gs->nr * sizeof(*gs->entries));
 }
 
 /**
