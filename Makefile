@@ -108,7 +108,8 @@ soak:
 # Not part of check either (a cold build of the kernel takes ~35 min, and the
 # tests run several times slower on it): the data path on the debug kernel of
 # tools/debug-kernel, with KASAN, lockdep and atomic-sleep checks.
-DEBUG_TESTS := 30-differential 35-concurrent-fio 36-race 46-fault-matrix
+DEBUG_TESTS := 30-differential 35-concurrent-fio 36-race 46-fault-matrix \
+	57-failover-crash
 debug-check:
 	@$(REPO)/tools/debug-kernel >/dev/null
 	@$(REPO)/tests/vm/run -k debug $(patsubst %,$(REPO)/tests/vm/tests/%.sh,$(DEBUG_TESTS))
