@@ -22,9 +22,11 @@ store / snapshot COW / thin data, ACT the active store, SPARE thin metadata):
   linear    dm-linear over it
   snapshot  dm-snapshot, 4 KiB chunks, persistent: `snapshot` for top
             writes, `snapshot-origin` for port writes
+  snapshot64  dm-snapshot with 64 KiB chunks (figure 1 only)
   thin      dm-thin, 64 KiB blocks (its minimum), a thin device with SEC as
             external origin (first write to a block copies it from SEC)
   ours      dm-replication, 4 KiB chunks: top and port
+  ours64    the same with 64 KiB chunks (figure 1 only)
   raw-nbd   the device through qemu-nbd      (fio's nbd engine)
   ours-nbd  top and port through qemu-nbd    (fio's nbd engine)
   ours64-nbd  the same with 64 KiB chunks, QEMU's copy unit on a port
@@ -298,6 +300,7 @@ class Peer:
     layers = 1
     same_path = False   # top and port are the same device (raw, linear)
     port_only = False   # runs figure 3 only
+    fig1_only = False   # runs figure 1 only
 
     def reset(self):
         pass
@@ -341,6 +344,7 @@ class RawNbd(Peer):
 class Snapshot(Peer):
     name = "snapshot"
     layers = 2
+    chunk = CHUNK
 
     def __init__(self, d):
         self.d = d
@@ -355,7 +359,7 @@ class Snapshot(Peer):
         zero_head(self.d.hid)
         self.top = dm_create("bsnap", "0 %d snapshot %s %s P %d" %
                              (self.d.sectors, self.d.sec, self.d.hid,
-                              CHUNK // 512))
+                              self.chunk // 512))
 
     def reset(self):
         dm_remove("bsnap")
@@ -363,6 +367,14 @@ class Snapshot(Peer):
 
     def close(self):
         dm_remove("bsnap", "borig")
+
+
+class Snapshot64(Snapshot):
+    """dm-snapshot with 64 KiB chunks, figure 1 only: issue 15 asks for the
+    top's first touch ahead of dm-snapshot at both chunk sizes."""
+    name = "snapshot64"
+    chunk = 65536
+    fig1_only = True
 
 
 class Thin(Peer):
@@ -412,6 +424,14 @@ class Ours(Peer):
 
     def close(self):
         dm_remove("port", "top")
+
+
+class Ours64(Ours):
+    """ours with 64 KiB chunks, figure 1 only: issue 15's first-touch and
+    rewrite goals hold for 4 KiB and 64 KiB chunks."""
+    name = "ours64"
+    chunk = 65536
+    fig1_only = True
 
 
 class OursNbd(Ours):
@@ -516,8 +536,8 @@ class Qemu(Peer):
         self.log.close()
 
 
-PEERS = [Raw, Linear, RawNbd, Snapshot, Thin, Ours, OursNbd, Ours64Nbd,
-         OursUnitNbd, Qemu]
+PEERS = [Raw, Linear, RawNbd, Snapshot, Snapshot64, Thin, Ours, Ours64,
+         OursNbd, Ours64Nbd, OursUnitNbd, Qemu]
 
 
 class Devices:
@@ -591,7 +611,8 @@ def io_peer(res, kind, p, r1, r32, rf, rs, rr, poff):
 
     if not p.port_only:
         io_top(res, kind, p, r1, r32, rf, rs, rr, job, record)
-    io_port(res, kind, p, r1, r32, rs, poff, job, record)
+    if not p.fig1_only:
+        io_port(res, kind, p, r1, r32, rs, poff, job, record)
 
 
 def io_top(res, kind, p, r1, r32, rf, rs, rr, job, record):
@@ -607,13 +628,16 @@ def io_top(res, kind, p, r1, r32, rf, rs, rr, job, record):
             ("top randwrite 4k qd32 rewrite", "iops"),
             ("top randwrite 4k fsync=1 first", "iops"),
             ("top randwrite 4k fsync=1 rewrite", "iops")]
-    r = fio_jobs([job(p.top, "randwrite", 4096, 1, r1),
-                  job(p.top, "randwrite", 4096, 1, r1),
-                  job(p.top, "randwrite", 4096, 32, r32, o32),
-                  job(p.top, "randwrite", 4096, 32, r32, o32),
-                  job(p.top, "randwrite", 4096, 1, rf, of, fsync=1),
-                  job(p.top, "randwrite", 4096, 1, rf, of, fsync=1)])
+    jobs = [job(p.top, "randwrite", 4096, 1, r1),
+            job(p.top, "randwrite", 4096, 1, r1),
+            job(p.top, "randwrite", 4096, 32, r32, o32),
+            job(p.top, "randwrite", 4096, 32, r32, o32),
+            job(p.top, "randwrite", 4096, 1, rf, of, fsync=1),
+            job(p.top, "randwrite", 4096, 1, rf, of, fsync=1)]
+    r = fio_jobs(jobs[:4] if p.fig1_only else jobs)
     record("1", plan[:4], r[:4])
+    if p.fig1_only:
+        return
     record("7", plan[4:], r[4:])
     # Figure 2: 1 MiB sequential writes (first touch), then 4 KiB random
     # reads over a region whose first third was written through the top

@@ -16,11 +16,12 @@ import statistics
 import subprocess
 import tempfile
 
-PEERS = ["raw", "linear", "snapshot", "thin", "ours", "raw-nbd", "ours-nbd",
-         "ours64-nbd", "ours-unit-nbd", "qemu"]
+PEERS = ["raw", "linear", "snapshot", "snapshot64", "thin", "ours", "ours64",
+         "raw-nbd", "ours-nbd", "ours64-nbd", "ours-unit-nbd", "qemu"]
 RATIOS = {   # figure: (numerator, denominator) pairs shown beside the table
     "1": [("ours", "raw"), ("ours", "linear"), ("ours", "snapshot"),
-          ("ours", "thin"), ("ours-nbd", "qemu"), ("ours-nbd", "raw-nbd")],
+          ("ours", "thin"), ("ours-nbd", "qemu"), ("ours-nbd", "raw-nbd"),
+          ("ours64", "linear"), ("ours64", "snapshot64")],
     "2": [("ours", "raw"), ("ours", "linear"), ("ours", "snapshot"),
           ("ours", "thin"), ("ours-nbd", "qemu"), ("ours-nbd", "raw-nbd")],
     "3": [("ours", "raw"), ("ours", "linear"), ("ours", "snapshot"),
@@ -44,8 +45,10 @@ store, SPARE = thin metadata):
 | raw | the device itself (fio libaio, O_DIRECT) |
 | linear | dm-linear over it |
 | snapshot | dm-snapshot, 4 KiB chunks, persistent COW: `snapshot` writes for top writes, `snapshot-origin` writes for port writes |
+| snapshot64 | dm-snapshot with 64 KiB chunks, figure 1 only |
 | thin | dm-thin, 64 KiB blocks (its minimum), a thin device with SEC as external origin: first write to a block copies it |
 | ours | dm-replication, 4 KiB chunks: top and port devices |
+| ours64 | ours with 64 KiB chunks, figure 1 only (issue 15's first-touch and rewrite goals hold at both chunk sizes) |
 | raw-nbd | SEC through qemu-nbd (fio's nbd engine) |
 | ours-nbd | top and port through qemu-nbd (fio's nbd engine) |
 | ours64-nbd | ours-nbd with 64 KiB chunks, figure 3 only: QEMU's copy unit (its backup job copies at least 64 KiB on a port first touch: in QEMU 7.2 the larger of 64 KiB and its qcow2 cluster; bench/README.md) |
@@ -450,6 +453,14 @@ IO_GOALS = [
      "top randwrite 4k qd32 first", "ours", "snapshot", 1.0, []),
     ("top 4 KiB rewrite QD32: ours ≥ 0.95× dm-linear", "1",
      "top randwrite 4k qd32 rewrite", "ours", "linear", 0.95, []),
+    ("top 4 KiB first touch QD1, 64 KiB chunks: ours64 ≥ 1.0× dm-snapshot "
+     "with 64 KiB chunks", "1", "top randwrite 4k qd1 first", "ours64",
+     "snapshot64", 1.0, []),
+    ("top 4 KiB first touch QD32, 64 KiB chunks: ours64 ≥ 1.0× dm-snapshot "
+     "with 64 KiB chunks", "1", "top randwrite 4k qd32 first", "ours64",
+     "snapshot64", 1.0, []),
+    ("top 4 KiB rewrite QD32, 64 KiB chunks: ours64 ≥ 0.95× dm-linear", "1",
+     "top randwrite 4k qd32 rewrite", "ours64", "linear", 0.95, []),
 ]
 # Issue 15's memory goals: ours' bytes per mapped chunk (figure 6).
 MEM_GOALS = [("random", 16), ("sequential", 1)]
