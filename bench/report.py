@@ -664,6 +664,9 @@ plot '%s' u 1:2 w lp lw 2 t 'dm-replication median', \\
             wls += [(fig, w) for w in d.workloads(fig, dev)]
         peers = [p for p in PEERS if p != "raw" and
                  any(d.get(f, dev, w, p) for f, w in wls)]
+        # The bars are ratios to raw: none without it (DMR_BENCH_PEERS).
+        if not any(d.med(f, dev, w, "raw") for f, w in wls):
+            continue
         with tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False) as f:
             f.write("# workload " + " ".join(peers) + "\n")
             for fig, w in wls:
